@@ -1,0 +1,5 @@
+import sys
+
+from codemix.main import main
+
+sys.exit(main())

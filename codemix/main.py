@@ -1,0 +1,42 @@
+"""The `codemix` command line. Each subcommand lives in its own module, which
+provides `add_arguments(parser)` and `run(args) -> int`; they are imported only
+when used."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "train": ("codemix.train.cli", "train (or resume) one run from gin files"),
+    "model-info": ("codemix.model.cli", "parameter count and FLOPs per token of a model gin"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="codemix", description=__doc__.splitlines()[0])
+    parser.add_argument("--log_level", default="INFO", help="Python logging level.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        modules[name] = mod
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # Orbax and TF log every checkpoint phase at INFO through absl.
+        logging.getLogger("absl").setLevel(logging.WARNING)
+    from codemix.config import ConfigError
+
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except ConfigError as e:
+        print(f"codemix: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Decoder configuration: one frozen dataclass, set from `gin/models/*.gin`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import gin
+import jax.numpy as jnp
+
+ACTIVATIONS = ("swiglu", "gelu")
+NORMS = ("rmsnorm", "layernorm")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape and numerics of the codemix decoder.
+
+    Attributes:
+      vocab_size: number of token ids (rows of the embedding table).
+      d_model: width of the residual stream.
+      num_layers: number of decoder blocks.
+      num_heads: query heads.
+      num_kv_heads: key/value heads; equal to num_heads is MHA, 1 is MQA,
+        anything dividing num_heads is GQA.
+      head_dim: width of one attention head.
+      d_ff: hidden width of the feed-forward block (per branch for SwiGLU).
+      activation: "swiglu" (default, as in Llama) or "gelu".
+      norm: "rmsnorm" (default) or "layernorm".
+      norm_eps: epsilon inside the norm; 1e-5 matches Llama checkpoints.
+      rope_theta: RoPE base frequency.
+      tie_embeddings: reuse the input embedding as the output projection.
+      parallel_block: attention and MLP read the same normed input (PaLM style)
+        instead of running one after the other.
+      dtype: compute dtype ("float32" or "bfloat16"); params are cast to it.
+      param_dtype: storage dtype of the parameters (keep "float32" for training).
+      remat: activation recomputation per block: "none", "full" (save nothing),
+        "dots" (save matmul outputs) or "dots_no_batch".
+      z_loss: weight of the log(Z)^2 auxiliary loss (0 disables it; PaLM used 1e-4).
+      init_std: stddev of the normal initialiser for embeddings and kernels.
+    """
+
+    vocab_size: int = 259
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    head_dim: int = 32
+    d_ff: int = 512
+    activation: Literal["swiglu", "gelu"] = "swiglu"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    parallel_block: bool = False
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat: str = "none"
+    z_loss: float = 0.0
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        def bad(field, value, allowed):
+            raise ValueError(
+                f"ModelConfig.{field}={value!r} is not supported; use one of {allowed} "
+                f"(set it with --gin_param 'ModelConfig.{field}=...')."
+            )
+
+        if self.activation not in ACTIVATIONS:
+            bad("activation", self.activation, ACTIVATIONS)
+        if self.norm not in NORMS:
+            bad("norm", self.norm, NORMS)
+        if self.remat not in REMAT_POLICIES:
+            bad("remat", self.remat, REMAT_POLICIES)
+        for field in ("dtype", "param_dtype"):
+            if getattr(self, field) not in DTYPES:
+                bad(field, getattr(self, field), tuple(DTYPES))
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"ModelConfig.num_heads={self.num_heads} must be a multiple of "
+                f"num_kv_heads={self.num_kv_heads} (GQA groups query heads over KV heads)."
+            )
+        for field in ("vocab_size", "d_model", "num_layers", "num_heads", "head_dim", "d_ff"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"ModelConfig.{field} must be positive, got {getattr(self, field)}.")
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def storage_dtype(self):
+        return DTYPES[self.param_dtype]
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,141 @@
+"""The codemix decoder (Flax NNX) and its functional interface.
+
+Training code works with plain pytrees: `params` is a nested dict of arrays (the
+NNX state as a pure dict) and `axes` mirrors it with tuples of logical axis
+names. `apply` rebuilds the module from a graph definition and runs it, so the
+train step stays a pure function that `jax.jit` can shard.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from codemix.model.config import ModelConfig
+from codemix.model.layers import Block, Norm
+
+_REMAT = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _run_block(block, x, segment_ids, positions, cache):
+    return block(x, segment_ids, positions, cache)
+
+
+class Decoder(nnx.Module):
+    """Token embedding, `num_layers` blocks, final norm, output projection."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embed = nnx.Param(
+            jax.nn.initializers.normal(cfg.init_std)(
+                rngs.params(), (cfg.vocab_size, cfg.d_model), cfg.storage_dtype
+            ),
+            axes=("vocab", "embed"),
+        )
+        self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = Norm(cfg)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Param(
+                jax.nn.initializers.normal(cfg.init_std)(
+                    rngs.params(), (cfg.d_model, cfg.vocab_size), cfg.storage_dtype
+                ),
+                axes=("embed", "vocab"),
+            )
+
+    def __call__(self, tokens, segment_ids=None, positions=None, caches=None):
+        """tokens, segment_ids, positions: [batch, length] int32.
+
+        Without segment ids the row is one document; without positions they
+        count from 0 within each segment's first slot (plain rows: 0..L-1).
+        Returns (logits [batch, length, vocab] float32, new caches or None).
+        """
+        cfg = self.cfg
+        if segment_ids is None:
+            segment_ids = jnp.ones_like(tokens)
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+        run = _run_block
+        if cfg.remat != "none" and caches is None:
+            run = nnx.remat(_run_block, policy=_REMAT[cfg.remat])
+        new_caches = [] if caches is not None else None
+        for i, block in enumerate(self.layers):
+            cache = None if caches is None else caches[i]
+            x, new_cache = run(block, x, segment_ids, positions, cache)
+            if caches is not None:
+                new_caches.append(new_cache)
+        x = self.final_norm(x)
+        if cfg.tie_embeddings:
+            logits = jnp.einsum("bld,vd->blv", x, self.embed[...].astype(cfg.compute_dtype))
+        else:
+            logits = x @ self.lm_head[...].astype(cfg.compute_dtype)
+        return logits.astype(jnp.float32), new_caches
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> list[dict]:
+    """Empty KV caches, one per layer, for `max_len` slots."""
+    dtype = dtype or cfg.compute_dtype
+    shape = (batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+    return [
+        {
+            "k": jnp.zeros(shape, dtype),
+            "v": jnp.zeros(shape, dtype),
+            "segment_ids": jnp.zeros((batch, max_len), jnp.int32),
+            "index": jnp.zeros((), jnp.int32),
+        }
+        for _ in range(cfg.num_layers)
+    ]
+
+
+def _axes_of(state) -> dict:
+    """Pure dict of logical axis tuples, mirroring `nnx.to_pure_dict(state)`."""
+    out: dict = {}
+    for path, var in state.flat_state():
+        axes = var.get_metadata().get("axes")
+        if axes is None:
+            raise ValueError(f"parameter {'/'.join(map(str, path))} has no logical axes")
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = tuple(axes)
+    return out
+
+
+def graphdef_and_axes(cfg: ModelConfig):
+    """The static graph definition and the logical axes of every parameter,
+    computed abstractly (no parameter memory is allocated)."""
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0))))
+    return graphdef, _axes_of(abstract)
+
+
+def abstract_params(cfg: ModelConfig) -> dict:
+    """ShapeDtypeStructs of the parameters, as a pure dict."""
+    _, abstract = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0))))
+    return nnx.to_pure_dict(abstract)
+
+
+def init_params(cfg: ModelConfig, seed: int = 0) -> dict:
+    """Freshly initialised parameters (a pure dict of arrays)."""
+    _, state = nnx.split(Decoder(cfg, nnx.Rngs(seed)))
+    return nnx.to_pure_dict(state)
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(cfg: ModelConfig):
+    return graphdef_and_axes(cfg)[0]
+
+
+def apply(cfg: ModelConfig, params: dict, tokens, segment_ids=None, positions=None, caches=None):
+    """Run the decoder on a pure-dict of params. Returns (logits, caches)."""
+    model = nnx.merge(_graphdef(cfg), params)
+    return model(tokens, segment_ids, positions, caches)
+
+
+def param_count(params_or_abstract: dict) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(params_or_abstract)))

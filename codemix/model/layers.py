@@ -1,0 +1,167 @@
+"""Building blocks of the decoder.
+
+Every parameter is an `nnx.Param` whose `axes` metadata names its logical axes
+("vocab", "embed", "mlp", "heads", "kv_heads", "kv", "norm"). The training code
+maps those names to mesh axes through one table (codemix/train/partitioning.py);
+nothing here knows about meshes.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from codemix.model.config import ModelConfig
+
+
+def _param(rngs: nnx.Rngs, shape, axes, cfg: ModelConfig, std: float | None = None):
+    init = jax.nn.initializers.normal(cfg.init_std if std is None else std)
+    return nnx.Param(init(rngs.params(), shape, cfg.storage_dtype), axes=axes)
+
+
+class Norm(nnx.Module):
+    """RMSNorm (scale only) or LayerNorm (scale and bias), computed in float32."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.kind = cfg.norm
+        self.eps = cfg.norm_eps
+        self.dtype = cfg.compute_dtype
+        self.scale = nnx.Param(jnp.ones((cfg.d_model,), cfg.storage_dtype), axes=("norm",))
+        if cfg.norm == "layernorm":
+            self.bias = nnx.Param(jnp.zeros((cfg.d_model,), cfg.storage_dtype), axes=("norm",))
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        if self.kind == "layernorm":
+            x32 = x32 - jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        y = x32 * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(jnp.float32)
+        if self.kind == "layernorm":
+            y = y + self.bias[...].astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+def rope(x, positions, theta: float):
+    """Rotary embedding, "rotate half" convention (the HF Llama layout).
+
+    x: [batch, length, heads, head_dim]; positions: [batch, length] int, counted
+    from 0 at the start of each packed document.
+    """
+    half = x.shape[-1] // 2
+    freq = 1.0 / (theta ** (jnp.arange(half, dtype=jnp.float32) / half))
+    angle = positions.astype(jnp.float32)[..., None] * freq  # [b, l, half]
+    sin = jnp.sin(angle)[:, :, None, :]
+    cos = jnp.cos(angle)[:, :, None, :]
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+def attention_mask(q_segments, k_segments, q_slots, k_slots):
+    """Boolean [batch, 1, q, k] mask: same document, not padding, causal.
+
+    Slots are indices in the row (or in the KV cache), so causality follows the
+    order of tokens in the row; segment ids keep packed documents apart, and
+    segment id 0 marks padding.
+    """
+    same_doc = q_segments[:, :, None] == k_segments[:, None, :]
+    not_pad = (q_segments[:, :, None] != 0) & (k_segments[:, None, :] != 0)
+    causal = k_slots[:, None, :] <= q_slots[:, :, None]
+    return (same_doc & not_pad & causal)[:, None, :, :]
+
+
+class Attention(nnx.Module):
+    """Causal, packing-aware multi-head attention with grouped KV heads and RoPE."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d, n, k, h = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q = _param(rngs, (d, n, h), ("embed", "heads", "kv"), cfg)
+        self.k = _param(rngs, (d, k, h), ("embed", "kv_heads", "kv"), cfg)
+        self.v = _param(rngs, (d, k, h), ("embed", "kv_heads", "kv"), cfg)
+        out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        self.o = _param(rngs, (n, h, d), ("heads", "kv", "embed"), cfg, std=out_std)
+
+    def __call__(self, x, segment_ids, positions, cache=None):
+        """Returns (output, new_cache). `cache` is None for training.
+
+        A cache is a dict with "k", "v" ([batch, max_len, kv_heads, head_dim]),
+        "segment_ids" ([batch, max_len]) and "index" (scalar int32: the slot the
+        first token of `x` goes to). Decoding with it gives the same result as
+        running the whole row at once.
+        """
+        cfg = self.cfg
+        dt = cfg.compute_dtype
+        q = jnp.einsum("bld,dnh->blnh", x, self.q[...].astype(dt))
+        k = jnp.einsum("bld,dkh->blkh", x, self.k[...].astype(dt))
+        v = jnp.einsum("bld,dkh->blkh", x, self.v[...].astype(dt))
+        q = rope(q, positions, cfg.rope_theta)
+        k = rope(k, positions, cfg.rope_theta)
+        length = x.shape[1]
+        batch = x.shape[0]
+        q_slots = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+        if cache is None:
+            k_all, v_all, k_seg, k_slots = k, v, segment_ids, q_slots
+            new_cache = None
+        else:
+            index = cache["index"]
+            k_all = jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), index, 1)
+            v_all = jax.lax.dynamic_update_slice_in_dim(cache["v"], v.astype(cache["v"].dtype), index, 1)
+            k_seg = jax.lax.dynamic_update_slice_in_dim(
+                cache["segment_ids"], segment_ids.astype(jnp.int32), index, 1
+            )
+            max_len = k_all.shape[1]
+            k_slots = jnp.broadcast_to(jnp.arange(max_len, dtype=jnp.int32), (batch, max_len))
+            q_slots = q_slots + index
+            new_cache = {"k": k_all, "v": v_all, "segment_ids": k_seg, "index": index + length}
+            k_all, v_all = k_all.astype(dt), v_all.astype(dt)
+        mask = attention_mask(segment_ids, k_seg, q_slots, k_slots)
+        out = jax.nn.dot_product_attention(q, k_all, v_all, mask=mask)
+        # Rows that are pure padding have an all-False mask; their output is
+        # undefined, so zero it to keep padding inert.
+        any_key = jnp.any(mask, axis=-1)[:, 0, :, None, None]
+        out = jnp.where(any_key, out, 0).astype(dt)
+        y = jnp.einsum("blnh,nhd->bld", out, self.o[...].astype(dt))
+        return y, new_cache
+
+
+class MLP(nnx.Module):
+    """SwiGLU (gate * up, then down) or GELU feed-forward block."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d, f = cfg.d_model, cfg.d_ff
+        out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        if cfg.activation == "swiglu":
+            self.gate = _param(rngs, (d, f), ("embed", "mlp"), cfg)
+        self.up = _param(rngs, (d, f), ("embed", "mlp"), cfg)
+        self.down = _param(rngs, (f, d), ("mlp", "embed"), cfg, std=out_std)
+
+    def __call__(self, x):
+        dt = self.cfg.compute_dtype
+        h = x @ self.up[...].astype(dt)
+        if self.cfg.activation == "swiglu":
+            h = jax.nn.silu(x @ self.gate[...].astype(dt)) * h
+        else:
+            h = jax.nn.gelu(h)
+        return h @ self.down[...].astype(dt)
+
+
+class Block(nnx.Module):
+    """One decoder block: pre-norm attention and MLP, sequential or parallel."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.parallel = cfg.parallel_block
+        self.attn_norm = Norm(cfg)
+        self.attn = Attention(cfg, rngs)
+        if not cfg.parallel_block:
+            self.mlp_norm = Norm(cfg)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x, segment_ids, positions, cache=None):
+        h = self.attn_norm(x)
+        attn_out, new_cache = self.attn(h, segment_ids, positions, cache)
+        if self.parallel:
+            return x + attn_out + self.mlp(h), new_cache
+        x = x + attn_out
+        return x + self.mlp(self.mlp_norm(x)), new_cache

@@ -1,0 +1,55 @@
+"""`codemix train`: one run from gin files (also `python -m codemix.main train`)."""
+from __future__ import annotations
+
+import json
+import logging
+
+
+def add_arguments(p):
+    p.add_argument("--gin_file", action="append", required=True,
+                   help="Gin file(s), later ones override earlier ones.")
+    p.add_argument("--gin_param", action="append", default=[],
+                   help="A gin binding, e.g. TRAIN_STEPS=60 (repeatable).")
+    p.add_argument("--workdir", required=True, help="Run directory; an existing one is resumed.")
+    add_distributed_arguments(p)
+
+
+def add_distributed_arguments(p):
+    g = p.add_argument_group("multi-host (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="Call jax.distributed.initialize() with cluster auto-detection (TPU VMs, SLURM).")
+    g.add_argument("--coordinator_address", default=None, help="host:port of process 0.")
+    g.add_argument("--num_processes", type=int, default=None)
+    g.add_argument("--process_id", type=int, default=None)
+    g.add_argument("--cpu_collectives", default=None,
+                   help="CPU collectives implementation for multi-process CPU runs (gloo).")
+
+
+def init_distributed(args) -> None:
+    import jax
+
+    if args.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
+    if args.coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator_address,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    elif args.distributed:
+        jax.distributed.initialize()
+
+
+def run(args) -> int:
+    init_distributed(args)
+    from codemix import config
+    from codemix.train.trainer import Preempted, train
+
+    config.parse(args.gin_file, args.gin_param)
+    try:
+        summary = train(workdir=args.workdir)
+    except Preempted as e:
+        return int(e.code)
+    logging.info("finished: %s", json.dumps(summary))
+    print(json.dumps(summary))
+    return 0

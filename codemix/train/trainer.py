@@ -1,0 +1,277 @@
+"""The train loop: set up mesh, state, data and checkpoints, then step.
+
+Restart semantics: if `<workdir>/checkpoints` holds a finished checkpoint, the
+run resumes from the latest one (params, optimizer, step, data iterator), so
+the batches after a restart are exactly those the uninterrupted run would have
+seen. Otherwise it starts from `init_from` (weights only, fresh optimizer and
+step counter) or from a fresh initialisation.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from typing import Callable, Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from codemix.data.pipeline import make_train_iterator
+from codemix.model import decoder
+from codemix.model.config import ModelConfig
+from codemix.model.info import model_info
+from codemix.train import checkpointing, partitioning
+from codemix.train.metrics import MetricWriter, peak_flops_per_device, read_metrics
+from codemix.train.optimizer import make_optimizer, make_schedule
+from codemix.train.step import jit_train_step, make_train_step
+
+
+class Preempted(SystemExit):
+    """Raised after a SIGTERM/SIGINT-triggered checkpoint was written."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: dict):
+    def handler(signum, frame):
+        if flag.get("stop"):
+            raise KeyboardInterrupt  # second signal: give up at once
+        logging.warning("signal %d: will checkpoint and stop after this step", signum)
+        flag["stop"] = signum
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def _any_process(flag: bool) -> bool:
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def _truncate_metrics(workdir: str, last_step: int) -> None:
+    """After resuming from `last_step`, drop log lines of steps that will be redone."""
+    if jax.process_index() != 0:
+        return
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    keep = [r for r in read_metrics(workdir) if r["step"] <= last_step]
+    with open(path, "w") as f:
+        for r in keep:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+def _global_batch(local: dict, shardings: dict) -> dict:
+    out = {}
+    for k, v in local.items():
+        global_shape = (v.shape[0] * jax.process_count(),) + v.shape[1:]
+        out[k] = jax.make_array_from_process_local_data(shardings[k], v, global_shape)
+    return out
+
+
+@gin.configurable
+def train(
+    workdir: str,
+    train_steps: int = gin.REQUIRED,
+    model: ModelConfig | None = None,
+    seed: int = 0,
+    grad_accum_steps: int = 1,
+    schedule_steps: int | None = None,
+    log_every: int = 10,
+    checkpoint_every: int = 100,
+    keep_checkpoints: int = 3,
+    async_checkpoints: bool = True,
+    init_from: str | None = None,
+    init_from_step: int | None = None,
+    peak_flops: float | None = None,
+    progress: bool | None = None,
+    hooks: Sequence[Callable] = (),
+) -> dict:
+    """Train (or resume) a run in `workdir`. Returns a summary dict.
+
+    Args:
+      workdir: run directory (checkpoints, metrics.jsonl, operative_config.gin).
+      train_steps: optimizer steps in this run (macro TRAIN_STEPS).
+      model: decoder config (default: ModelConfig as bound in gin).
+      seed: parameter-initialisation seed (the data seed is
+        make_train_iterator.seed). Deterministic by default.
+      grad_accum_steps: microbatches per step; the global batch is unchanged.
+      schedule_steps: length of the LR schedule in steps (default train_steps).
+      log_every: steps between metrics.jsonl lines.
+      checkpoint_every: steps between checkpoints (one is always written at the end).
+      keep_checkpoints: how many recent checkpoints to keep.
+      async_checkpoints: write checkpoints in the background.
+      init_from: weights-only start from another run's workdir / step dir /
+        imported model (ignored when this workdir already has a checkpoint).
+      init_from_step: step of `init_from` to use (default: its latest).
+      peak_flops: per-device peak FLOP/s for MFU (default: datasheet, or
+        measured f32 matmul peak on CPU).
+      progress: tqdm bar (default: when stderr is a terminal).
+      hooks: callables hook(step, state, cfg, workdir) -> dict|None called
+        after each step; a hook with an `every` attribute runs every that many
+        steps. Returned dicts are merged into the next metrics line.
+    """
+    cfg = model or ModelConfig()
+    os.makedirs(workdir, exist_ok=True)
+    mesh = partitioning.make_mesh()
+    iterator = make_train_iterator()
+    if iterator.vocab_size > cfg.vocab_size:
+        raise ValueError(
+            f"the data's vocabulary has {iterator.vocab_size} ids but the model's vocab_size is "
+            f"{cfg.vocab_size}; set ModelConfig.vocab_size (macro VOCAB_SIZE) >= {iterator.vocab_size}."
+        )
+    num_sources = len(iterator.source_names)
+    seq_len, global_batch = iterator.sequence_length, iterator.global_batch_size
+    schedule = make_schedule(total_steps=schedule_steps or train_steps)
+    optimizer = make_optimizer(schedule)
+
+    # Abstract state and its shardings, all from the one rules table.
+    _, axes = decoder.graphdef_and_axes(cfg)
+    abstract_params = decoder.abstract_params(cfg)
+    param_sh = partitioning.tree_shardings(axes, abstract_params, mesh)
+    abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+    opt_sh = partitioning.opt_state_shardings(abstract_opt, param_sh, abstract_params, mesh)
+    replicated = NamedSharding(mesh, P())
+    state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+    row_sh = partitioning.batch_sharding(mesh, 2)
+    batch_sh = {k: row_sh for k in
+                ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
+                 "decoder_positions", "decoder_loss_weights")}
+    batch_sh["source_id"] = partitioning.batch_sharding(mesh, 1)
+    batch_sh["epoch"] = batch_sh["source_id"]
+
+    ckpt = checkpointing.Checkpointer(workdir, checkpoint_every, keep_checkpoints, async_checkpoints)
+    latest = ckpt.latest_step()
+    meta = {"tokens": 0, "tokens_by_source": [0.0] * num_sources,
+            "repeated_rows_by_source": [0] * num_sources}
+    init_opt = jax.jit(optimizer.init, out_shardings=opt_sh)
+    if latest is not None:
+        logging.info("resuming %s from step %d", workdir, latest)
+        abstract_state = {"params": abstract_params, "opt_state": abstract_opt}
+        state, meta = ckpt.restore(latest, abstract_state, state_sh, iterator)
+        _truncate_metrics(workdir, latest)
+        start = latest
+    elif init_from:
+        params, src_step = checkpointing.load_params(init_from, abstract_params, param_sh, init_from_step)
+        logging.info("initialised weights from %s (step %d); fresh optimizer", init_from, src_step)
+        state = {"step": jax.device_put(np.int32(0), replicated), "params": params,
+                 "opt_state": init_opt(params)}
+        start = 0
+    else:
+        params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=param_sh)()
+        state = {"step": jax.device_put(np.int32(0), replicated), "params": params,
+                 "opt_state": init_opt(params)}
+        start = 0
+
+    step_fn = make_train_step(cfg, optimizer, schedule, num_sources, grad_accum_steps, row_sh)
+    jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
+
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+            f.write(gin.operative_config_str())
+    info = model_info(cfg, seq_len)
+    peak, peak_source = peak_flops_per_device(peak_flops)
+    total_peak = peak * jax.device_count()
+    writer = MetricWriter(workdir)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show and jax.process_index() == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=train_steps, initial=start, desc=os.path.basename(workdir.rstrip("/")), unit="step")
+
+    names = iterator.source_names
+    stop = {}
+    pending: list[dict] = []
+    extra: dict = {}
+    last_time, last_step = time.perf_counter(), start
+    step = start
+    with _stop_on_signals(stop):
+        while step < train_steps:
+            batch = _global_batch(next(iterator), batch_sh)
+            state, metrics = jitted(state, batch)
+            step += 1
+            pending.append(metrics)
+            for hook in hooks:
+                if step % getattr(hook, "every", 1) == 0:
+                    extra.update(hook(step, state, cfg, workdir) or {})
+            if step % log_every == 0 or step == train_steps:
+                got = jax.device_get(pending)
+                pending = []
+                now = time.perf_counter()
+                dt = max(now - last_time, 1e-9)
+                loss_s = np.sum([m["loss_sum_by_source"] for m in got], axis=0)
+                tok_s = np.sum([m["tokens_by_source"] for m in got], axis=0)
+                rep_s = np.sum([m["repeated_rows_by_source"] for m in got], axis=0)
+                meta["repeated_rows_by_source"] = [
+                    int(a + b) for a, b in zip(meta["repeated_rows_by_source"], rep_s)
+                ]
+                meta["tokens_by_source"] = [a + float(b) for a, b in zip(meta["tokens_by_source"], tok_s)]
+                meta["tokens"] = float(sum(meta["tokens_by_source"]))
+                slots = (step - last_step) * global_batch * seq_len
+                record = {
+                    "step": step,
+                    "tokens": meta["tokens"],
+                    "loss": float(loss_s.sum() / max(tok_s.sum(), 1.0)),
+                    "lr": float(got[-1]["lr"]),
+                    "grad_norm": float(got[-1]["grad_norm"]),
+                    "tokens_per_sec": float(tok_s.sum() / dt),
+                    "step_time": dt / (step - last_step),
+                    "mfu": float(info.flops_per_token * slots / dt / total_peak),
+                }
+                for i, n in enumerate(names):
+                    if tok_s[i] > 0:
+                        record[f"loss/{n}"] = float(loss_s[i] / tok_s[i])
+                    record[f"tokens/{n}"] = meta["tokens_by_source"][i]
+                    if meta["repeated_rows_by_source"][i]:
+                        record[f"repeated_rows/{n}"] = meta["repeated_rows_by_source"][i]
+                record.update(extra)
+                extra = {}
+                writer.write(record)
+                last_time, last_step = now, step
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
+            if bar is not None:
+                bar.update(1)
+            stopping = _any_process(bool(stop.get("stop")))
+            if stopping or step == train_steps:
+                ckpt.save(step, state, iterator, meta, force=True)
+                break
+            if step % checkpoint_every == 0:
+                ckpt.save(step, state, iterator, meta)
+    ckpt.close()
+    writer.close()
+    if bar is not None:
+        bar.close()
+    summary = {
+        "workdir": workdir,
+        "step": step,
+        "tokens": meta["tokens"],
+        "params": info.total_params,
+        "flops_per_token": info.flops_per_token,
+        "peak_flops_per_device": peak,
+        "peak_flops_source": peak_source,
+        "preempted": bool(stop.get("stop")),
+    }
+    if stop.get("stop"):
+        logging.warning("stopped at step %d by signal %d; checkpoint written", step, stop["stop"])
+        raise Preempted(128 + int(stop["stop"]))
+    return summary
