@@ -11,6 +11,10 @@ import sys
 COMMANDS = {
     "train": ("codemix.train.cli", "train (or resume) one run from gin files"),
     "model-info": ("codemix.model.cli", "parameter count and FLOPs per token of a model gin"),
+    "data": ("codemix.data.cli", "prepare corpora, inspect mixtures, check contamination"),
+    "vocab": ("codemix.data.vocab_cli", "train a SentencePiece vocabulary on a mixture"),
+    "experiment": ("codemix.experiments.cli", "run the study's experiment matrix (or a part of it)"),
+    "eval": ("codemix.eval.cli", "score a checkpoint on the benchmark suite, write results JSON"),
 }
 
 
@@ -35,6 +39,13 @@ def main(argv=None) -> int:
         return int(modules[args.command].run(args) or 0)
     except ConfigError as e:
         print(f"codemix: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        # User-fixable problems carry their own message; show it without a
+        # traceback unless debugging.
+        if logging.getLogger().level <= logging.DEBUG:
+            raise
+        print(f"codemix: error: {e}", file=sys.stderr)
         return 2
 
 

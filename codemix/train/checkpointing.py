@@ -182,3 +182,22 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
     step_dir = params_dir.parent
     src_step = int(step_dir.name) if step_dir.name.isdigit() else -1
     return params, src_step
+
+
+def load_opt_state(path: str, abstract_opt_state, shardings, step: int | None = None):
+    """The optimizer state of another run's checkpoint (cooldowns that carry
+    Adam's moments). The optimizer must have the same structure."""
+    params_dir = resolve_params_dir(path, step)
+    opt_dir = params_dir.parent / "opt_state"
+    if not opt_dir.exists():
+        raise FileNotFoundError(
+            f"{params_dir.parent} has no opt_state/ (an imported model or weights-only "
+            f"checkpoint); set train.init_optimizer_from_parent = False."
+        )
+    try:
+        return ocp.StandardCheckpointer().restore(opt_dir, _abstract(abstract_opt_state, shardings))
+    except (ValueError, KeyError) as e:
+        raise ValueError(
+            f"optimizer state in {opt_dir} does not match this run's optimizer ({e}); use the "
+            f"parent's optimizer settings or set train.init_optimizer_from_parent = False."
+        ) from e

@@ -87,10 +87,27 @@ def _global_batch(local: dict, shardings: dict) -> dict:
     return out
 
 
+def steps_for(train_steps: int | None, token_budget: float | None, tokens_per_step: int) -> int:
+    """Steps of a run given either steps or a token budget (not both)."""
+    if (train_steps is None) == (token_budget is None):
+        raise ValueError(
+            "set exactly one of train.train_steps (macro TRAIN_STEPS) and train.token_budget "
+            f"(tokens); got train_steps={train_steps}, token_budget={token_budget}."
+        )
+    if train_steps is not None:
+        if train_steps <= 0:
+            raise ValueError(f"train.train_steps must be positive, got {train_steps}.")
+        return int(train_steps)
+    if token_budget <= 0:
+        raise ValueError(f"train.token_budget must be positive, got {token_budget}.")
+    return int(math.ceil(token_budget / tokens_per_step))
+
+
 @gin.configurable
 def train(
     workdir: str,
-    train_steps: int = gin.REQUIRED,
+    train_steps: int | None = None,
+    token_budget: float | None = None,
     model: ModelConfig | None = None,
     seed: int = 0,
     grad_accum_steps: int = 1,
@@ -101,6 +118,7 @@ def train(
     async_checkpoints: bool = True,
     init_from: str | None = None,
     init_from_step: int | None = None,
+    init_optimizer_from_parent: bool = False,
     peak_flops: float | None = None,
     progress: bool | None = None,
     hooks: Sequence[Callable] = (),
@@ -110,6 +128,10 @@ def train(
     Args:
       workdir: run directory (checkpoints, metrics.jsonl, operative_config.gin).
       train_steps: optimizer steps in this run (macro TRAIN_STEPS).
+      token_budget: alternatively, the run's length in tokens (batch rows x
+        sequence length per step); steps = ceil(budget / tokens per step).
+        Exactly one of train_steps and token_budget must be set. Both the
+        budget and the derived steps are written to run_info.json.
       model: decoder config (default: ModelConfig as bound in gin).
       seed: parameter-initialisation seed (the data seed is
         make_train_iterator.seed). Deterministic by default.
@@ -122,6 +144,9 @@ def train(
       init_from: weights-only start from another run's workdir / step dir /
         imported model (ignored when this workdir already has a checkpoint).
       init_from_step: step of `init_from` to use (default: its latest).
+      init_optimizer_from_parent: with init_from, also take the parent's
+        optimizer state (cooldowns that carry Adam moments); the step counter
+        and schedule still start fresh.
       peak_flops: per-device peak FLOP/s for MFU (default: datasheet, or
         measured f32 matmul peak on CPU).
       progress: tqdm bar (default: when stderr is a terminal).
@@ -140,6 +165,7 @@ def train(
         )
     num_sources = len(iterator.source_names)
     seq_len, global_batch = iterator.sequence_length, iterator.global_batch_size
+    train_steps = steps_for(train_steps, token_budget, global_batch * seq_len)
     schedule = make_schedule(total_steps=schedule_steps or train_steps)
     optimizer = make_optimizer(schedule)
 
@@ -171,9 +197,14 @@ def train(
         start = latest
     elif init_from:
         params, src_step = checkpointing.load_params(init_from, abstract_params, param_sh, init_from_step)
-        logging.info("initialised weights from %s (step %d); fresh optimizer", init_from, src_step)
+        if init_optimizer_from_parent:
+            opt_state = checkpointing.load_opt_state(init_from, abstract_opt, opt_sh, src_step)
+        else:
+            opt_state = init_opt(params)
+        logging.info("initialised weights from %s (step %d); %s optimizer", init_from, src_step,
+                     "carried" if init_optimizer_from_parent else "fresh")
         state = {"step": jax.device_put(np.int32(0), replicated), "params": params,
-                 "opt_state": init_opt(params)}
+                 "opt_state": opt_state}
         start = 0
     else:
         params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=param_sh)()
@@ -184,10 +215,26 @@ def train(
     step_fn = make_train_step(cfg, optimizer, schedule, num_sources, grad_accum_steps, row_sh)
     jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
 
+    info = model_info(cfg, seq_len)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
             f.write(gin.operative_config_str())
-    info = model_info(cfg, seq_len)
+        run_info = {
+            "train_steps": train_steps,
+            "token_budget": token_budget,
+            "tokens_per_step": global_batch * seq_len,
+            "batch_size": global_batch,
+            "sequence_length": seq_len,
+            "sources": iterator.source_names,
+            "requested_shares": iterator.rates,
+            "params": info.total_params,
+            "flops_per_token": info.flops_per_token,
+            "init_from": init_from,
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+        }
+        with open(os.path.join(workdir, "run_info.json"), "w") as f:
+            json.dump(run_info, f, indent=2)
     peak, peak_source = peak_flops_per_device(peak_flops)
     total_peak = peak * jax.device_count()
     writer = MetricWriter(workdir)

@@ -1,0 +1,133 @@
+"""Train-step throughput and MFU for named model sizes, printed as JSON.
+
+    python benchmarks/train_throughput.py [--models tiny,small] [--steps 5]
+        [--batch 16] [--seq_len 512] [--dtype float32]
+
+For each model: tokens/s, step time, training FLOPs per token (6N + attention,
+codemix.model.info), this host's measured matmul peak (same process, same
+dtype) and MFU = achieved FLOP/s / peak. Batches are random tokens in full
+rows: packing does not change the step's cost. Runs the real jitted,
+sharded train step (AdamW, clipping) over all local devices.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from codemix import config as cm_config
+from codemix.model import decoder
+from codemix.model.config import ModelConfig
+from codemix.model.info import model_info
+from codemix.train import partitioning
+from codemix.train.metrics import PEAK_FLOPS, measure_matmul_peak
+from codemix.train.optimizer import make_optimizer, make_schedule
+from codemix.train.step import jit_train_step, make_train_step
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+
+def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: str | None) -> dict:
+    import gin
+
+    gin.clear_config()
+    cm_config.parse([f"gin/models/{name}.gin"], finalize=False)
+    cfg = ModelConfig().replace(dtype=dtype)
+    if remat:
+        cfg = cfg.replace(remat=remat)
+    mesh = partitioning.make_mesh()
+    schedule = make_schedule(1000, "cosine", peak=1e-4, warmup_steps=10)
+    opt = make_optimizer(schedule)
+    _, axes = decoder.graphdef_and_axes(cfg)
+    abstract = decoder.abstract_params(cfg)
+    psh = partitioning.tree_shardings(axes, abstract, mesh)
+    osh = partitioning.opt_state_shardings(jax.eval_shape(opt.init, abstract), psh, abstract, mesh)
+    rep = NamedSharding(mesh, P())
+    ssh = {"step": rep, "params": psh, "opt_state": osh}
+    row = partitioning.batch_sharding(mesh, 2)
+    keys = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
+            "decoder_positions", "decoder_loss_weights")
+    bsh = {k: row for k in keys}
+    bsh["source_id"] = partitioning.batch_sharding(mesh, 1)
+    params = jax.jit(lambda: decoder.init_params(cfg, 0), out_shardings=psh)()
+    state = {"step": jax.device_put(np.int32(0), rep), "params": params,
+             "opt_state": jax.jit(opt.init, out_shardings=osh)(params)}
+    step = jit_train_step(make_train_step(cfg, opt, schedule, 1, 1, row), ssh, bsh, mesh)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, cfg.vocab_size, (batch, seq_len), dtype=np.int32)
+    host = {
+        "decoder_input_tokens": tokens,
+        "decoder_target_tokens": np.roll(tokens, -1, axis=1),
+        "decoder_segment_ids": np.ones((batch, seq_len), np.int32),
+        "decoder_positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy(),
+        "decoder_loss_weights": np.ones((batch, seq_len), np.float32),
+        "source_id": np.zeros((batch,), np.int32),
+    }
+    b = {k: jax.device_put(v, bsh[k]) for k, v in host.items()}
+    t0 = time.perf_counter()
+    state, m = step(state, b)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    state, m = step(state, b)  # one warm step
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, m = step(state, b)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    step_time = float(np.median(times))
+    info = model_info(cfg, seq_len)
+    tokens_per_sec = batch * seq_len / step_time
+    kind = jax.devices()[0].device_kind
+    if jax.devices()[0].platform == "cpu":
+        peak = measure_matmul_peak(2048, dtype=jnp.float32 if dtype == "float32" else jnp.bfloat16)
+        peak_source = f"measured:{dtype}-matmul-2048"
+    else:
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in kind.lower()), None) or measure_matmul_peak(
+            8192, dtype=jnp.bfloat16)
+        peak_source = "datasheet" if any(k in kind.lower() for k in PEAK_FLOPS) else "measured"
+    peak_total = peak * jax.device_count()
+    return {
+        "model": name,
+        "params": info.total_params,
+        "dtype": dtype,
+        "remat": cfg.remat,
+        "batch": batch,
+        "seq_len": seq_len,
+        "devices": jax.device_count(),
+        "device_kind": kind,
+        "compile_s": round(compile_s, 2),
+        "step_time_s": step_time,
+        "tokens_per_sec": tokens_per_sec,
+        "flops_per_token": info.flops_per_token,
+        "achieved_flops_per_sec": tokens_per_sec * info.flops_per_token,
+        "peak_flops_per_sec": peak_total,
+        "peak_source": peak_source,
+        "mfu": tokens_per_sec * info.flops_per_token / peak_total,
+        "final_loss": float(m["loss"]),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="tiny,small")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq_len", type=int, default=512)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--remat", default=None)
+    args = p.parse_args()
+    results = [bench(m, args.steps, args.batch, args.seq_len, args.dtype, args.remat)
+               for m in args.models.split(",")]
+    print(json.dumps({"host": platform.node(), "cpu_count": os.cpu_count(),
+                      "jax": jax.__version__, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Run an experiment: every run of every variant, in dependency order.
+
+`codemix experiment run F --workdir DIR` reads the experiment gin F (which
+binds `experiment.*`), expands its variants into unique runs (matrix.expand)
+and, for each run in order:
+
+  1. skips it if `DIR/runs/<run>/lineage.json` says it finished;
+  2. writes lineage.json (variant(s), stage, parent run and the parent's
+     checkpoint step, mixture, token budget and derived steps);
+  3. trains it in this process with a fresh gin config made of the model gin,
+     the runtime gin, `gin/stages/<kind>.gin` and the run's bindings; an
+     interrupted run resumes from its own checkpoints;
+  4. runs the quick evaluation (when configured) and marks the run finished.
+
+Each run's gin is independent, so one process runs the whole matrix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import gin
+
+from codemix import config as cm_config
+from codemix.experiments.matrix import Run, Variant, expand, final_run
+
+log = logging.getLogger(__name__)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What an experiment gin file binds.
+
+    Attributes:
+      name: experiment name (for reports).
+      model_gin: model size file, e.g. "gin/models/tiny.gin".
+      runtime_gin: runtime file (mesh, precision), e.g. "gin/runtime/cpu.gin".
+      variants: the variants (usually @study_matrix()).
+      batch_size: global rows per step, every stage.
+      sequence_length: tokens per row, every stage.
+      bindings: extra gin bindings for every run (e.g. "LR = 3e-3").
+      stage_bindings: extra bindings per stage kind {"cooldown": [...], ...}.
+      eval_benchmarks: benchmarks run after each stage ("" = none).
+      eval_limit: examples per benchmark for that quick evaluation.
+      write_report: write the analysis report at the end, when available.
+    """
+
+    name: str = "experiment"
+    model_gin: str = gin.REQUIRED
+    runtime_gin: str = "gin/runtime/cpu.gin"
+    variants: Sequence[Variant] = gin.REQUIRED
+    batch_size: int = gin.REQUIRED
+    sequence_length: int = gin.REQUIRED
+    bindings: Sequence[str] = ()
+    stage_bindings: dict = dataclasses.field(default_factory=dict)
+    eval_benchmarks: str = ""
+    eval_limit: int = 20
+    write_report: bool = True
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.sequence_length
+
+
+def load_experiment(gin_file: str, gin_params: Sequence[str] = ()) -> Experiment:
+    gin.clear_config()
+    cm_config.parse([gin_file], gin_params, finalize=False)
+    exp = Experiment()
+    gin.clear_config()
+    return exp
+
+
+def select(exp: Experiment, only: Sequence[str] | None) -> list[Variant]:
+    if not only:
+        return list(exp.variants)
+    by_name = {v.name: v for v in exp.variants}
+    unknown = [o for o in only if o not in by_name]
+    if unknown:
+        raise ValueError(
+            f"unknown variant(s) {unknown} in --only; this experiment has: {sorted(by_name)}."
+        )
+    return [by_name[o] for o in only]
+
+
+def steps_of(exp: Experiment, tokens: float) -> int:
+    return int(math.ceil(tokens / exp.tokens_per_step))
+
+
+def run_bindings(exp: Experiment, run: Run, workdir: Path) -> list[str]:
+    b = [
+        f"MIXTURE = '{run.stage.mixture}'",
+        f"TOKEN_BUDGET = {float(run.stage.tokens)!r}",
+        f"BATCH_SIZE = {exp.batch_size}",
+        f"SEQ_LEN = {exp.sequence_length}",
+    ]
+    if run.parent:
+        b.append(f"PARENT = '{run_dir(workdir, run.parent)}'")
+    return b + list(exp.bindings) + list(exp.stage_bindings.get(run.stage.kind, ()))
+
+
+def run_dir(workdir: Path, name: str) -> Path:
+    return Path(workdir) / "runs" / name
+
+
+def read_lineage(path: Path) -> dict | None:
+    f = path / "lineage.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _latest_step(path: Path) -> int | None:
+    ckpt = path / "checkpoints"
+    if not ckpt.exists():
+        return None
+    steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit() and (p / "params").exists()]
+    return max(steps) if steps else None
+
+
+def parent_step_of(root: Path, r: Run) -> int | None:
+    """The checkpoint step a run starts from; a clear error if its parent is not done."""
+    if not r.parent:
+        return None
+    parent = read_lineage(run_dir(root, r.parent))
+    step = _latest_step(run_dir(root, r.parent))
+    if not parent or parent.get("status") != "finished" or step is None:
+        raise FileNotFoundError(
+            f"run {r.name} needs its parent {r.parent}, which has not finished "
+            f"(looked in {run_dir(root, r.parent)}); rerun the experiment so the parent "
+            f"trains first."
+        )
+    return step
+
+
+def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
+    """One row per run: name, parent, stage, mixture, tokens, steps, FLOPs."""
+    from codemix.model.config import ModelConfig
+    from codemix.model.info import model_info
+
+    gin.clear_config()
+    cm_config.parse([exp.model_gin], list(exp.bindings), finalize=False)
+    info = model_info(ModelConfig(), exp.sequence_length)
+    gin.clear_config()
+    rows = []
+    for r in expand(variants):
+        steps = steps_of(exp, r.stage.tokens)
+        rows.append({
+            "run": r.name,
+            "parent": r.parent,
+            "stage": r.stage.kind,
+            "mixture": r.stage.mixture,
+            "tokens": float(r.stage.tokens),
+            "steps": steps,
+            "flops": info.flops_per_token * steps * exp.tokens_per_step,
+            "variants": list(r.variants),
+        })
+    return rows
+
+
+def format_plan(rows: list[dict]) -> str:
+    head = f"{'run':58s} {'parent':40s} {'tokens':>10s} {'steps':>8s} {'FLOPs':>10s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['run'][:58]:58s} {(r['parent'] or '-')[:40]:40s} {r['tokens']:10.3g} "
+                     f"{r['steps']:8d} {r['flops']:10.3g}")
+    lines.append(f"{len(rows)} runs, {sum(r['tokens'] for r in rows):.3g} tokens, "
+                 f"{sum(r['flops'] for r in rows):.3g} FLOPs in total")
+    return "\n".join(lines)
+
+
+def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str]) -> dict:
+    from codemix.train.trainer import train
+
+    gin.clear_config()
+    files = [exp.model_gin, exp.runtime_gin, f"gin/stages/{run.stage.kind}.gin"]
+    params = run_bindings(exp, run, workdir) + list(extra_params)
+    cm_config.parse(files, params)
+    try:
+        return train(workdir=str(run_dir(workdir, run.name)))
+    finally:
+        gin.clear_config()
+
+
+def _evaluate(exp: Experiment, path: Path) -> dict | None:
+    if not exp.eval_benchmarks:
+        return None
+    try:
+        from codemix.eval import api as eval_api
+    except ImportError:
+        log.warning("evaluation suite not available; skipping evaluation of %s", path)
+        return None
+    return eval_api.evaluate_run(str(path), benchmarks=exp.eval_benchmarks, limit=exp.eval_limit,
+                                 output=str(path / "eval.json"))
+
+
+def run_experiment(
+    gin_file: str,
+    workdir: str,
+    only: Sequence[str] | None = None,
+    gin_params: Sequence[str] = (),
+    run_params: Sequence[str] = (),
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) the experiment; returns {run name: lineage}."""
+    exp = load_experiment(gin_file, gin_params)
+    variants = select(exp, only)
+    runs = expand(variants)
+    root = Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "plan.json").write_text(json.dumps(plan(exp, variants), indent=2))
+    results: dict[str, dict] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(runs), desc=exp.name, unit="run")
+    for r in runs:
+        path = run_dir(root, r.name)
+        lineage = read_lineage(path)
+        if lineage and lineage.get("status") == "finished":
+            log.info("skip %s: finished", r.name)
+            results[r.name] = lineage
+            if bar is not None:
+                bar.update(1)
+            continue
+        parent_step = parent_step_of(root, r)
+        path.mkdir(parents=True, exist_ok=True)
+        lineage = {
+            "experiment": exp.name,
+            "run": r.name,
+            "variants": list(r.variants),
+            "stage": r.stage.kind,
+            "mixture": r.stage.mixture,
+            "token_budget": float(r.stage.tokens),
+            "steps": steps_of(exp, r.stage.tokens),
+            "tokens_per_step": exp.tokens_per_step,
+            "parent": r.parent,
+            "parent_dir": str(run_dir(root, r.parent)) if r.parent else None,
+            "parent_step": parent_step,
+            "status": "running",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        if bar is not None:
+            bar.set_postfix_str(r.name[:40])
+        summary = _train_one(exp, r, root, run_params)
+        lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
+        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        evaluation = _evaluate(exp, path)
+        lineage.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if evaluation is not None:
+            lineage["eval"] = "eval.json"
+        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        results[r.name] = lineage
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    summary_rows = summarize(root, variants)
+    (root / "summary.json").write_text(json.dumps(summary_rows, indent=2))
+    print(format_summary(summary_rows))
+    return results
+
+
+def summarize(root: Path, variants: Sequence[Variant]) -> list[dict]:
+    """Per variant: its final run's last logged loss per source, and eval categories."""
+    from codemix.train.metrics import read_metrics
+
+    rows = []
+    for v in variants:
+        path = run_dir(root, final_run(v))
+        m = read_metrics(str(path))
+        last = m[-1] if m else {}
+        row = {"variant": v.name, "run": final_run(v), "step": last.get("step"),
+               "loss": last.get("loss")}
+        row.update({k: val for k, val in last.items() if k.startswith("loss/")})
+        ev = path / "eval.json"
+        if ev.exists():
+            data = json.loads(ev.read_text())
+            for c in data.get("categories", []) if isinstance(data, dict) else []:
+                row[f"eval/{c['category']}"] = c["value"]
+        rows.append(row)
+    return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+    cols = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))})
+    head = f"{'variant':32s} {'loss':>7s} " + " ".join(f"{c.split('/', 1)[1][:14]:>14s}" for c in cols)
+    out = [head, "-" * len(head)]
+    for r in rows:
+        loss = f"{r['loss']:7.3f}" if r.get("loss") is not None else f"{'-':>7s}"
+        vals = " ".join(f"{r[c]:14.3f}" if isinstance(r.get(c), (int, float)) else f"{'-':>14s}"
+                        for c in cols)
+        out.append(f"{r['variant'][:32]:32s} {loss} {vals}")
+    return "\n".join(out)
