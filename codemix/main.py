@@ -15,6 +15,10 @@ COMMANDS = {
     "vocab": ("codemix.data.vocab_cli", "train a SentencePiece vocabulary on a mixture"),
     "experiment": ("codemix.experiments.cli", "run the study's experiment matrix (or a part of it)"),
     "eval": ("codemix.eval.cli", "score a checkpoint on the benchmark suite, write results JSON"),
+    "report": ("codemix.analysis.cli", "tables and plots of an experiment workdir -> DIR/report.md"),
+    "import": ("codemix.model.import_cli", "import a GGUF or HF Llama checkpoint (or export one to HF)"),
+    "launch": ("codemix.launch.cli", "run a command on every worker of a TPU VM or a SLURM GPU job"),
+    "plan": ("codemix.train.plan_cli", "per-device memory, FLOPs, steps and wall time of a run's gin"),
 }
 
 
@@ -23,9 +27,14 @@ def main(argv=None) -> int:
     parser.add_argument("--log_level", default="INFO", help="Python logging level.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = {}
+    broken = {}
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        mod = importlib.import_module(module)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:  # one broken command must not take the others down
+            broken[name] = f"{module}: {e}"
+            continue
         mod.add_arguments(p)
         modules[name] = mod
     args = parser.parse_args(argv)
@@ -34,6 +43,11 @@ def main(argv=None) -> int:
         # Orbax and TF log every checkpoint phase at INFO through absl.
         logging.getLogger("absl").setLevel(logging.WARNING)
     from codemix.config import ConfigError
+
+    if args.command in broken:
+        print(f"codemix: the {args.command!r} command can't be loaded ({broken[args.command]}); "
+              f"reinstall with: pip install -e .", file=sys.stderr)
+        return 2
 
     try:
         return int(modules[args.command].run(args) or 0)

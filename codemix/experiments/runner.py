@@ -69,6 +69,17 @@ class Experiment:
         return self.batch_size * self.sequence_length
 
 
+def _enable_compilation_cache(root: Path) -> None:
+    """Runs of one experiment compile the same step programs; cache them on disk."""
+    import jax
+
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except Exception as e:  # an older jax without the option: compile every time
+        log.info("no persistent compilation cache: %s", e)
+
+
 def load_experiment(gin_file: str, gin_params: Sequence[str] = ()) -> Experiment:
     gin.clear_config()
     cm_config.parse([gin_file], gin_params, finalize=False)
@@ -187,15 +198,34 @@ def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[
 
 
 def _evaluate(exp: Experiment, path: Path) -> dict | None:
+    """The quick per-stage evaluation (exp.eval_benchmarks, exp.eval_limit)."""
     if not exp.eval_benchmarks:
         return None
+    from codemix.eval import tasks
+    from codemix.eval.loading import load_model_for_eval
+    from codemix.eval.runner import EvalSettings, Evaluator, write_results
+    from codemix.eval.sandbox import Sandbox, SandboxUnavailable
+
+    names = tasks.resolve_names([n for n in exp.eval_benchmarks.split(",") if n])
+    sandbox = None
+    if any(tasks.get_benchmark(n).kind == "code" for n in names):
+        try:
+            sandbox = Sandbox()
+        except SandboxUnavailable as e:
+            skipped = [n for n in names if tasks.get_benchmark(n).kind == "code"]
+            log.warning("skipping code benchmarks %s: %s", skipped, e)
+            names = [n for n in names if n not in skipped]
+    gin.clear_config()
     try:
-        from codemix.eval import api as eval_api
-    except ImportError:
-        log.warning("evaluation suite not available; skipping evaluation of %s", path)
-        return None
-    return eval_api.evaluate_run(str(path), benchmarks=exp.eval_benchmarks, limit=exp.eval_limit,
-                                 output=str(path / "eval.json"))
+        cfg, params, vocab, info = load_model_for_eval(str(path))
+        start = time.perf_counter()
+        records, seconds, _ = Evaluator(cfg, params, vocab, EvalSettings(progress=False), sandbox).run(
+            names, exp.eval_limit, run_name=path.name, step=info.step)
+    finally:
+        gin.clear_config()
+    doc = {"limit": exp.eval_limit, "seconds": seconds, "total_seconds": time.perf_counter() - start}
+    write_results(str(path / "eval.json"), records, doc)
+    return {"records": records, **doc}
 
 
 def run_experiment(
@@ -212,6 +242,7 @@ def run_experiment(
     runs = expand(variants)
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
+    _enable_compilation_cache(root)
     (root / "plan.json").write_text(json.dumps(plan(exp, variants), indent=2))
     results: dict[str, dict] = {}
     bar = None
@@ -264,7 +295,19 @@ def run_experiment(
     summary_rows = summarize(root, variants)
     (root / "summary.json").write_text(json.dumps(summary_rows, indent=2))
     print(format_summary(summary_rows))
+    if exp.write_report:
+        _report(root)
     return results
+
+
+def _report(root: Path) -> None:
+    try:
+        from codemix.analysis.report import write_report
+    except ImportError:
+        log.info("analysis package not available; no report written")
+        return
+    path = write_report(str(root))
+    print(f"report: {path}")
 
 
 def summarize(root: Path, variants: Sequence[Variant]) -> list[dict]:
@@ -281,9 +324,9 @@ def summarize(root: Path, variants: Sequence[Variant]) -> list[dict]:
         row.update({k: val for k, val in last.items() if k.startswith("loss/")})
         ev = path / "eval.json"
         if ev.exists():
-            data = json.loads(ev.read_text())
-            for c in data.get("categories", []) if isinstance(data, dict) else []:
-                row[f"eval/{c['category']}"] = c["value"]
+            for rec in json.loads(ev.read_text()).get("records", []):
+                if rec["benchmark"].startswith("category:"):
+                    row[f"eval/{rec['category']}"] = rec["value"]
         rows.append(row)
     return rows
 

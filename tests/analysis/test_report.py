@@ -1,0 +1,79 @@
+"""`codemix report DIR`: report.md with tables, valid PNG plots, missing runs named."""
+import argparse
+import json
+import re
+import shutil
+
+import matplotlib.image
+import pytest
+
+from codemix.analysis import cli
+from codemix.analysis.report import write_report
+from codemix.main import COMMANDS
+from tests.analysis.synthetic import write_synthetic
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(report_path):
+    with open(report_path) as f:
+        text = f.read()
+    return text, re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+
+
+def _assert_valid_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_report_of_synthetic_experiment_has_every_plot(tmp_path):
+    root = write_synthetic(tmp_path / "exp")
+    path = write_report(str(root), resamples=500)
+    text, images = _images(path)
+    assert images == [f"report/{n}.png" for n in
+                      ("loss_curves", "category_bars", "sweep_curve", "cooldown_effect")]
+    for rel in images:
+        _assert_valid_png(root / rel)
+    assert "| code_p50 | reasoning | +10.0 | [+10.0, +10.0] |" in text
+    assert "Nothing is missing" in text
+
+
+def test_report_names_missing_baseline_and_runs(tmp_path):
+    root = write_synthetic(tmp_path / "exp")
+    shutil.rmtree(root / "runs" / "init-text_only-1K")
+    shutil.rmtree(root / "runs" / "init-text_only-1K-seed1")
+    (root / "runs" / "init-code_p0-1K" / "eval.json").unlink()
+    path = write_report(str(root), resamples=200)
+    text, images = _images(path)
+    assert "`init-text_only-1K` (text_only): not started" in text
+    assert "`init-code_p0-1K` (code_p0): no eval.json" in text
+    assert "baseline variant 'text_only' has no evaluated final run (missing)" in text
+    assert "| text_only | 0 | init | missing | missing | missing |" in text
+    for rel in images:
+        _assert_valid_png(root / rel)
+
+
+def test_report_of_real_experiment(real_experiment):
+    assert COMMANDS["report"][0] == "codemix.analysis.cli"
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args([str(real_experiment), "--baseline", "text_only", "--resamples", "300"])
+    assert cli.run(args) == 0
+    path = real_experiment / "report.md"
+    text, images = _images(path)
+    assert "# Experiment report: micro_eval" in text
+    assert "Nothing is missing" in text
+    assert "| staged+cooldown | reasoning |" in text  # relative change row
+    assert set(images) == {"report/loss_curves.png", "report/category_bars.png",
+                           "report/cooldown_effect.png"}  # no code_p<N> sweep here
+    assert "Not drawn: no evaluated code_p<N> variants" in text
+    for rel in images:
+        _assert_valid_png(real_experiment / rel)
+    ev = json.loads((real_experiment / "runs" / "init-local_text-2.048K" / "eval.json").read_text())
+    assert {r["benchmark"] for r in ev["records"]} >= {"copa", "arc_easy", "category:reasoning"}
+
+
+def test_report_of_a_directory_that_is_not_an_experiment(tmp_path):
+    with pytest.raises(FileNotFoundError, match="experiment workdir"):
+        write_report(str(tmp_path))
