@@ -16,9 +16,10 @@ import glob
 import hashlib
 import os
 
-import gin
 import seqio
 import tensorflow as tf
+
+import gin
 
 BYTE_VOCAB = seqio.ByteVocabulary()
 
@@ -58,7 +59,10 @@ def _files_dataset(split: str, shuffle_files: bool, seed=None, *, pattern: str, 
 
 def split_to_length(dataset: tf.data.Dataset, sequence_length) -> tf.data.Dataset:
     """Cut long token sequences into pieces that fit one row (with EOS), so
-    packing keeps every token instead of truncating long documents."""
+    packing keeps every token instead of truncating long documents. With no
+    sequence length (the concatenating packer in pipeline.py) documents stay whole."""
+    if not sequence_length or sequence_length.get("targets") is None:
+        return dataset
     size = max(int(sequence_length["targets"]) - 1, 1)
 
     def pieces(x):

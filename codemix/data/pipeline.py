@@ -1,8 +1,13 @@
 """SeqIO tasks -> packed per task -> token-exact mixture -> host-local batches.
 
-How mixing works (and why it is token-exact): every task is packed to the
-sequence length on its own, so every row holds `sequence_length` token slots
-whatever its source; the share of rows is therefore the share of tokens. Rows
+How packing works: each task's documents (tokens + EOS) are concatenated into
+one stream and cut into rows of exactly `sequence_length` tokens, with no
+padding (a document that does not fit continues in the next row, positions
+restarting at 0 there; `decoder_segment_ids` number the documents within a
+row). Every row therefore holds `sequence_length` real tokens whatever its
+source, so the share of rows is exactly the share of tokens.
+
+How mixing works (and why it is token-exact): Rows
 are interleaved by a fixed *choice pattern* instead of random sampling: row r
 of the stream comes from the task whose realised count lags its target
 `rate * (r + 1)` the most (largest deficit first, ties to the lower task
@@ -20,8 +25,15 @@ Host sharding (`shard_mode`):
            one host would (used to prove multi-host equivalence), at the cost of
            N-fold preprocessing.
 
-Each task's packed stream repeats when it runs out; every row carries `epoch`
+Each task's packed stream repeats when it runs out (documents are permuted
+in windows with a stateless seed of (seed, pass, window), so every pass has
+another order); every row carries `epoch`
 (0 on the first pass) so repetition is counted and reported by the trainer.
+
+Share schedules: a mixture may change its shares from given optimizer steps
+on (gin/mixtures: `schedule`); the choice pattern is then the concatenation
+of each phase's pattern, cut at the phase's first row
+(step * rows per step), so the switch happens exactly at that step.
 
 Resume: `BatchIterator.save(path)` writes the tf.data iterator state (a
 `tf.train.Checkpoint`, like T5X), so a restored iterator yields exactly the
@@ -32,12 +44,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
-import gin
 import numpy as np
 import seqio
 import tensorflow as tf
+
+import gin
 
 FEATURES = (
     "decoder_input_tokens",
@@ -73,24 +86,37 @@ def choice_pattern(rates: Sequence[float], length: int) -> np.ndarray:
 
 
 def resolve_sources(name: str) -> tuple[list[str], list[float]]:
-    """(task names, normalised rates) for a SeqIO Task or Mixture name."""
+    """(task names, normalised rates) for a codemix mixture, SeqIO Task or Mixture name."""
+    names, phases = resolve_schedule(name)
+    return names, phases[0][1]
+
+
+def resolve_schedule(name: str) -> tuple[list[str], list[tuple[int, list[float]]]]:
+    """(task names, [(first step, normalised rates aligned to names), ...])."""
+    from codemix.data import mixtures, tasks  # noqa: F401  (registers the family tasks)
+
+    if name not in seqio.TaskRegistry.names() and mixtures.is_mixture(name):
+        spec = mixtures.register(name)
+        names = spec.tasks
+        return names, [(step, [shares.get(t, 0.0) for t in names]) for step, shares in spec.phases]
     if name in seqio.MixtureRegistry.names():
         mixture = seqio.get_mixture_or_task(name)
-        tasks = list(mixture.tasks)
-        rates = [float(mixture.get_rate(t)) for t in tasks]
-        names = [t.name for t in tasks]
+        tasks_ = list(mixture.tasks)
+        rates = [float(mixture.get_rate(t)) for t in tasks_]
+        names = [t.name for t in tasks_]
     elif name in seqio.TaskRegistry.names():
         names, rates = [name], [1.0]
     else:
-        known = sorted(set(seqio.MixtureRegistry.names()) | set(seqio.TaskRegistry.names()))
+        known = sorted(set(seqio.MixtureRegistry.names()) | set(seqio.TaskRegistry.names())
+                       | set(mixtures.available()))
         raise ValueError(
-            f"unknown mixture or task {name!r}; registered names: {known}. "
-            f"Import the module that registers it (gin: import codemix.data.<module>)."
+            f"unknown mixture or task {name!r}; known names: {known}. "
+            f"Add gin/mixtures/{name}.gin or import the module that registers it."
         )
     total = sum(rates)
     if total <= 0:
         raise ValueError(f"mixture {name!r} has non-positive total rate {total}.")
-    return names, [r / total for r in rates]
+    return names, [(0, [r / total for r in rates])]
 
 
 def shared_vocab_size(task_names: Sequence[str]) -> int:
@@ -115,6 +141,15 @@ class BatchIterator:
     global_batch_size: int
     sequence_length: int
     vocab_size: int
+    schedule: list[tuple[int, list[float]]] | None = None  # [(first step, rates)]
+
+    def rates_at(self, step: int) -> list[float]:
+        """The requested token shares at optimizer step `step`."""
+        current = self.rates
+        for start, rates in self.schedule or []:
+            if step >= start:
+                current = rates
+        return current
 
     def __post_init__(self):
         self._it = iter(self.dataset)
@@ -140,35 +175,102 @@ class BatchIterator:
         tf.train.Checkpoint(iterator=self._it).read(prefix).assert_consumed()
 
 
-def _packed_task(task: str, sequence_length: int, split: str, seed: int, shard_info):
-    ds = seqio.get_dataset(
-        task,
-        task_feature_lengths={"targets": sequence_length},
-        feature_converter=seqio.DecoderFeatureConverter(pack=True),
-        dataset_split=split,
-        shuffle=True,
-        num_epochs=1,
+def _task_documents(task: str, split: str, shard_info) -> tf.data.Dataset:
+    """{"targets": int32 tokens + EOS} per document, unshuffled, one pass."""
+    return seqio.get_mixture_or_task(task).get_dataset(
+        sequence_length=None,
+        split=split,
+        shuffle=False,
         shard_info=shard_info,
-        seed=seed,
-        verbose=False,
+        num_epochs=1,
+        trim_output_features=False,
+        try_in_mem_cache=False,
     )
-    return ds
 
 
-def _with_epochs(ds: tf.data.Dataset, source_id: int) -> tf.data.Dataset:
-    """Repeat forever, tagging each row with its source and pass number."""
+def _pack_row(row: dict, sequence_length: int) -> dict:
+    """Decoder features of one row of `sequence_length` concatenated tokens."""
+    tokens = tf.cast(row["tokens"], tf.int32)
+    seg = tf.cast(row["doc"] - row["doc"][0], tf.int32)
+    index = tf.range(sequence_length, dtype=tf.int32)
+    starts = tf.math.unsorted_segment_min(index, seg, num_segments=seg[-1] + 1)
+    positions = index - tf.gather(starts, seg)
+    inputs = tf.concat([tf.zeros([1], tf.int32), tokens[:-1]], axis=0)
+    inputs = tf.where(positions == 0, tf.zeros_like(inputs), inputs)
+    return {
+        "decoder_input_tokens": inputs,
+        "decoder_target_tokens": tokens,
+        "decoder_segment_ids": seg + 1,
+        "decoder_positions": positions,
+        "decoder_loss_weights": tf.ones([sequence_length], tf.float32),
+        "epoch": tf.cast(row["epoch"][0], tf.int32),
+    }
+
+
+def packed_stream(
+    docs: tf.data.Dataset, sequence_length: int, seed: int, source_id: int, shuffle_buffer: int = 1024
+) -> tf.data.Dataset:
+    """Endless rows of exactly `sequence_length` tokens from one task's documents.
+
+    Shuffling is stateless so the whole pipeline stays serialisable for
+    resume: each pass over `docs` is cut into windows of `shuffle_buffer`
+    documents and each window is permuted with the seed (seed, pass, window),
+    so every pass has another order (a corpus smaller than one window is fully
+    permuted each pass). Documents are concatenated across passes, so no token
+    is dropped or padded.
+    """
+    seed = int(seed)
 
     def one_pass(epoch):
-        return ds.map(
-            lambda x: {
-                **{k: tf.cast(x[k], tf.int32) for k in FEATURES if k != "decoder_loss_weights"},
-                "decoder_loss_weights": tf.cast(x["decoder_loss_weights"], tf.float32),
-                "source_id": tf.constant(source_id, tf.int32),
-                "epoch": tf.cast(epoch, tf.int32),
-            }
-        )
+        windows = docs.map(lambda x: tf.cast(x["targets"], tf.int32)).ragged_batch(shuffle_buffer).enumerate()
 
-    return tf.data.Dataset.range(2**62).flat_map(one_pass)
+        def permute(w, batch):
+            key = tf.stack([tf.cast(seed, tf.int64), epoch * 1_000_003 + w])
+            order = tf.random.experimental.stateless_shuffle(tf.range(batch.nrows()), seed=key)
+            return tf.gather(batch, order)
+
+        return windows.map(permute).unbatch().map(lambda t: (t, epoch))
+
+    def annotate(i, item):
+        tokens, epoch = item
+        n = tf.shape(tokens)[0]
+        return {"tokens": tf.cast(tokens, tf.int32), "doc": tf.fill([n], i),
+                "pos": tf.range(n), "epoch": tf.fill([n], tf.cast(epoch, tf.int32))}
+
+    stream = tf.data.Dataset.range(2**62).flat_map(one_pass)
+    stream = stream.enumerate().map(annotate).rebatch(sequence_length, drop_remainder=True)
+    stream = stream.map(lambda r: _pack_row(r, sequence_length))
+    return stream.map(lambda x: {**x, "source_id": tf.constant(source_id, tf.int32)})
+
+
+def pattern_dataset(schedule: list[tuple[int, list[float]]], rows_per_step: int, pattern_length: int):
+    """Task index per row: each phase's largest-deficit pattern, switched at its first step."""
+    parts = []
+    for i, (start, rates) in enumerate(schedule):
+        ds = tf.data.Dataset.from_tensor_slices(choice_pattern(rates, pattern_length)).repeat()
+        if i + 1 < len(schedule):
+            ds = ds.take((schedule[i + 1][0] - start) * rows_per_step)
+        parts.append(ds)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.concatenate(p)
+    return out
+
+
+def _check_enough_documents(names: Sequence[str], split: str, process_count: int) -> None:
+    """Every host needs at least one document of each family task (an empty
+    shard would make its endless stream wait forever)."""
+    from codemix.data import corpus, tasks
+
+    for name in names:
+        if name in tasks.TASKS:
+            family = tasks.TASKS[name].family
+            n = corpus.stats(family, corpus.CorpusOptions())["documents"].get(split, 0)
+            if n < process_count:
+                raise ValueError(
+                    f"task {name!r} has {n} {split} documents for {process_count} processes; use "
+                    f"make_train_iterator.shard_mode='rows' or a larger corpus."
+                )
 
 
 @gin.configurable
@@ -180,13 +282,15 @@ def make_train_iterator(
     split: str = "train",
     shard_mode: str = "files",
     pattern_length: int = 100_000,
+    shuffle_buffer: int = 1024,
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> BatchIterator:
     """Batches for training from a SeqIO Task or Mixture.
 
     Args:
-      mixture: registered SeqIO Mixture or Task name.
+      mixture: a codemix mixture (gin/mixtures/<name>.gin, token shares and an
+        optional share schedule), or a registered SeqIO Mixture or Task name.
       sequence_length: tokens per row (packed).
       batch_size: global rows per step (all hosts together).
       seed: shuffling seed; the same seed gives the same batches.
@@ -194,6 +298,8 @@ def make_train_iterator(
       shard_mode: "files" (disjoint per-host reads) or "rows" (every host builds
         the global stream; exact N-host == 1-host equivalence). See module doc.
       pattern_length: rows in one period of the mixing pattern.
+      shuffle_buffer: documents held for shuffling per task (part of every
+        data-iterator checkpoint, so kept moderate).
       process_index, process_count: host identity (default: from jax).
     """
     import jax
@@ -209,19 +315,23 @@ def make_train_iterator(
             f"set make_train_iterator.batch_size to a multiple of {process_count}."
         )
     local = batch_size // process_count
-    names, rates = resolve_sources(mixture)
+    names, schedule = resolve_schedule(mixture)
+    rates = schedule[0][1]
     vocab_size = shared_vocab_size(names)
     shard = None
     if shard_mode == "files" and process_count > 1:
         shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
+    if shard is not None:
+        _check_enough_documents(names, split, process_count)
     streams = [
-        _with_epochs(_packed_task(t, sequence_length, split, seed + 7919 * i, shard), i)
+        packed_stream(_task_documents(t, split, shard), sequence_length, seed + 7919 * i, i, shuffle_buffer)
         for i, t in enumerate(names)
     ]
+    rows_per_step = batch_size if shard_mode == "rows" else local
     if len(streams) == 1:
         ds = streams[0]
     else:
-        pattern = tf.data.Dataset.from_tensor_slices(choice_pattern(rates, pattern_length)).repeat()
+        pattern = pattern_dataset(schedule, rows_per_step, pattern_length)
         ds = tf.data.Dataset.choose_from_datasets(streams, pattern, stop_on_empty_dataset=False)
     if shard_mode == "rows":
         ds = ds.batch(batch_size, drop_remainder=True)
@@ -230,7 +340,7 @@ def make_train_iterator(
     else:
         ds = ds.batch(local, drop_remainder=True)
     ds = ds.prefetch(2)
-    logging.info("data: %s -> %s with rates %s", mixture, names, [round(r, 4) for r in rates])
+    logging.getLogger(__name__).info("data: %s -> %s with rates %s", mixture, names, [round(r, 4) for r in rates])
     return BatchIterator(
         dataset=ds,
         source_names=names,
@@ -239,4 +349,5 @@ def make_train_iterator(
         global_batch_size=batch_size,
         sequence_length=sequence_length,
         vocab_size=vocab_size,
+        schedule=schedule,
     )

@@ -1,0 +1,330 @@
+"""Corpus builders: raw documents -> filtered, deduplicated, split TFDS datasets.
+
+One TFDS `GeneratorBasedBuilder` per data family (text, code_web, markup,
+code_adjacent, code_synthetic). Each has two configs:
+  local: the embedded default, read from files that installed packages ship
+         (see ../shared/DATA.md); capped at `CorpusOptions.local_max_bytes`.
+  full:  the user's raw files (`CorpusOptions.raw_paths[family]`, local or gs://).
+
+What every builder does, in order (each drop is counted under its rule name and
+kept in the prepared dataset's metadata, `info.metadata["stats"]`):
+  1. read documents from the family's sources, each with provenance
+     (family, package or file it came from, path inside it, language);
+  2. family-specific filters (e.g. the code detector for text);
+  3. optionally drop documents that share a 13-gram with an evaluation set
+     (`CorpusOptions.drop_contaminated`);
+  4. drop exact duplicates (same text, first kept);
+  5. hold out a validation split: a document is in "validation" when a stable
+     hash of its text falls in `validation_fraction`, so the split is the same
+     on every machine and does not depend on read order (the first kept
+     document also goes there, so the split is never empty).
+
+Preparing streams: each split's pass re-reads the sources and keeps only a
+16-byte hash per document for deduplication, so a `full` corpus need not fit
+in memory (the hash set does: ~100 bytes per document in Python).
+
+Preparation is lazy: nothing is read or written until a task's data is first
+used (`prepare()`); prepared data lives under
+`<data_dir>/<options fingerprint>/<builder>/<config>/<version>`.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import gin
+from codemix.data.readers import DataError
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("text", "code_web", "markup", "code_adjacent", "code_synthetic")
+CODE_FAMILIES = ("code_web", "markup", "code_adjacent", "code_synthetic")
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "codemix", "tfds")
+
+
+@dataclasses.dataclass(frozen=True)
+class Doc:
+    """One document with its provenance."""
+
+    text: str
+    family: str
+    source: str  # package==version, "stdlib-3.11", "debian:<pkg>", or a raw file
+    path: str  # file inside the source (or "file:line" for raw JSONL)
+    language: str  # "en" for prose; programming/markup language otherwise
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+    """Where corpora are prepared and how.
+
+    Attributes:
+      data_dir: root for prepared TFDS data (local or gs://). Default
+        ~/.cache/codemix/tfds so the embedded corpora are prepared once per machine.
+      local_max_bytes: cap on a `local` corpus, in UTF-8 bytes of text per family
+        (3 MB keeps preparing all five families to about a minute on 2 cores).
+      validation_fraction: fraction of documents held out (0..1) per family.
+      raw_paths: family -> file/folder/glob of the user's raw data; a family
+        listed here uses its `full` config, the others their `local` config.
+      max_bad_lines: malformed JSONL lines tolerated per family before it is an error.
+      drop_contaminated: drop documents sharing a 13-gram with the eval sets.
+    """
+
+    data_dir: str = DEFAULT_DATA_DIR
+    local_max_bytes: int = 3_000_000
+    validation_fraction: float = 0.05
+    raw_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_bad_lines: int = 100
+    drop_contaminated: bool = False
+
+    def config_for(self, family: str) -> str:
+        return "full" if family in dict(self.raw_paths) else "local"
+
+    def fingerprint(self, family: str) -> str:
+        """Short hash of every option that changes this family's prepared data."""
+        key = {
+            "config": self.config_for(family),
+            "max_bytes": self.local_max_bytes,
+            "validation_fraction": self.validation_fraction,
+            "raw": dict(self.raw_paths).get(family),
+            "max_bad_lines": self.max_bad_lines,
+            "drop_contaminated": self.drop_contaminated,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def is_validation(key: str, fraction: float) -> bool:
+    """Stable split assignment from a hex hash."""
+    return int(key[:8], 16) % 10_000 < fraction * 10_000
+
+
+def cap_bytes(docs: Iterator[Doc], max_bytes: int, counts: collections.Counter) -> Iterator[Doc]:
+    """Documents until `max_bytes` of text; one that would overflow is skipped
+    (counted as over_local_cap) and reading stops once the cap is nearly full,
+    so unread candidates are neither read nor counted."""
+    total = 0
+    for d in docs:
+        n = len(d.text.encode("utf-8", "surrogatepass"))
+        if total + n > max_bytes and total > 0:
+            counts["over_local_cap"] += 1
+            if total > 0.98 * max_bytes or counts["over_local_cap"] > 1000:
+                return
+            continue
+        total += n
+        yield d
+
+
+class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
+    """Base for the five family builders; subclasses set FAMILY and readers."""
+
+    FAMILY = ""
+    RULES: tuple[str, ...] = ()  # drop rules reported even when they dropped nothing
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": "Streaming preparation; first document to validation."}  # noqa: RUF012  (TFDS convention)
+    BUILDER_CONFIGS = [  # noqa: RUF012  (TFDS convention)
+        tfds.core.BuilderConfig(name="local", description="embedded default from installed packages"),
+        tfds.core.BuilderConfig(name="full", description="the user's raw files (CorpusOptions.raw_paths)"),
+    ]
+
+    def __init__(self, *, options: CorpusOptions | None = None, **kwargs):
+        self.options = options or CorpusOptions()
+        super().__init__(**kwargs)
+
+    # Subclasses: yield Docs; count drops in `counts` under the rule's name.
+    def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        raise NotImplementedError
+
+    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        raise NotImplementedError
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        text = tfds.features.Text()
+        return self.dataset_info_from_configs(
+            description=f"codemix {self.FAMILY} corpus ({self.builder_config.name})",
+            features=tfds.features.FeaturesDict(
+                {"text": text, "family": text, "source": text, "path": text, "language": text}
+            ),
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _kept(self, counts: collections.Counter) -> Iterator[tuple[str, Doc]]:
+        """(split, document) for every kept document, in read order.
+
+        Deterministic: the same sources give the same stream, so each split's
+        pass can re-read the sources instead of holding documents in memory.
+        The first kept document always goes to validation so that split is
+        never empty; the rest by their text hash.
+        """
+        options = self.options
+        for rule in ("empty", "exact_duplicate") + self.RULES + (("contaminated",) if options.drop_contaminated else ()):
+            counts[rule] += 0
+        if self.builder_config.name == "full":
+            path = dict(options.raw_paths).get(self.FAMILY)
+            if not path:
+                raise DataError(
+                    f"family {self.FAMILY!r}: the full config needs CorpusOptions.raw_paths["
+                    f"{self.FAMILY!r}] (a file, folder or glob, local or gs://)."
+                )
+            docs = self.full_documents(path, options, counts)
+        else:
+            docs = cap_bytes(self.local_documents(options, counts), options.local_max_bytes, counts)
+        contamination = None
+        if options.drop_contaminated:
+            from codemix.data import contamination as cont
+
+            contamination = cont.EvalNgrams.load()
+        seen: set[bytes] = set()
+        first = True
+        for d in docs:
+            counts["documents_read"] += 1
+            if not d.text.strip():
+                counts["empty"] += 1
+                continue
+            if contamination is not None and contamination.overlaps(d.text):
+                counts["contaminated"] += 1
+                continue
+            key = text_hash(d.text)
+            digest = bytes.fromhex(key[:32])  # 16 bytes per document kept in memory
+            if digest in seen:
+                counts["exact_duplicate"] += 1
+                continue
+            seen.add(digest)
+            split = "validation" if first or is_validation(key, options.validation_fraction) else "train"
+            first = False
+            yield split, d
+
+    def _stats(self, counts: collections.Counter, per_split: dict[str, dict]) -> dict:
+        counts = collections.Counter(counts)
+        read = counts.pop("documents_read", 0)
+        if not sum(s["documents"] for s in per_split.values()):
+            raise DataError(
+                f"family {self.FAMILY!r} ({self.builder_config.name}) found no documents "
+                f"(dropped: {dict(counts)}); check its sources or raw_paths."
+            )
+        return {
+            "family": self.FAMILY,
+            "config": self.builder_config.name,
+            "documents_read": read + counts["over_local_cap"],
+            "local_cap_bytes": self.options.local_max_bytes if self.builder_config.name == "local" else None,
+            "dropped": dict(sorted(counts.items())),
+            "documents": {k: v["documents"] for k, v in per_split.items()},
+            "bytes": {k: v["bytes"] for k, v in per_split.items()},
+            "by_source": dict(sum((v["by_source"] for v in per_split.values()), collections.Counter()).most_common(20)),
+            "by_language": dict(sum((v["by_language"] for v in per_split.values()), collections.Counter())),
+        }
+
+    def collect(self) -> tuple[dict[str, list[Doc]], dict]:
+        """Read, filter, dedup and split in memory (small corpora and tests);
+        preparing streams instead (`_split_generators`)."""
+        counts: collections.Counter = collections.Counter()
+        out: dict[str, list[Doc]] = {"train": [], "validation": []}
+        for split, d in self._kept(counts):
+            out[split].append(d)
+        per_split = {k: {"documents": len(v), "bytes": sum(len(d.text.encode("utf-8", "surrogatepass")) for d in v),
+                         "by_source": collections.Counter(d.source for d in v),
+                         "by_language": collections.Counter(d.language for d in v)} for k, v in out.items()}
+        return out, self._stats(counts, per_split)
+
+    def _split_generators(self, dl_manager):
+        self._passes: dict[str, dict] = {}
+        return {split: self._generate_examples(split) for split in ("train", "validation")}
+
+    def _generate_examples(self, split: str):
+        counts: collections.Counter = collections.Counter()
+        info = {"documents": 0, "bytes": 0, "by_source": collections.Counter(), "by_language": collections.Counter()}
+        for i, (s, d) in enumerate(self._kept(counts)):
+            if s != split:
+                continue
+            info["documents"] += 1
+            info["bytes"] += len(d.text.encode("utf-8", "surrogatepass"))
+            info["by_source"][d.source] += 1
+            info["by_language"][d.language] += 1
+            yield i, {"text": d.text, "family": d.family, "source": d.source, "path": d.path,
+                      "language": d.language}
+        if not info["documents"] and split == "train":
+            raise DataError(
+                f"family {self.FAMILY!r} ({self.builder_config.name}) has no training documents "
+                f"(dropped: {dict(counts)}); it needs at least two distinct documents."
+            )
+        self._passes[split] = info
+        self._counts = counts  # every pass sees every document: the drop counts are the same
+        if len(self._passes) == 2:
+            stats = self._stats(self._counts, self._passes)
+            self.info.metadata["stats"] = stats
+            log.info("corpus %s/%s: %s", self.FAMILY, self.builder_config.name, json.dumps(stats))
+
+
+_BUILDERS: dict[str, type[CorpusBuilder]] = {}
+_LOCK = threading.Lock()
+
+
+def register_builder(cls: type[CorpusBuilder]) -> type[CorpusBuilder]:
+    _BUILDERS[cls.FAMILY] = cls
+    return cls
+
+
+def builder_class(family: str) -> type[CorpusBuilder]:
+    import codemix.data.families  # noqa: F401  (registers the five builders)
+
+    if family not in _BUILDERS:
+        raise DataError(f"unknown data family {family!r}; families are {list(FAMILIES)}.")
+    return _BUILDERS[family]
+
+
+def get_builder(family: str, options: CorpusOptions | None = None) -> CorpusBuilder:
+    """The builder of `family` for these options (not prepared)."""
+    options = options or CorpusOptions()
+    unknown = sorted(set(dict(options.raw_paths)) - set(FAMILIES))
+    if unknown:
+        raise DataError(f"CorpusOptions.raw_paths names unknown families {unknown}; families are {list(FAMILIES)}.")
+    cls = builder_class(family)
+    data_dir = os.path.join(options.data_dir, options.fingerprint(family))
+    return cls(config=options.config_for(family), data_dir=data_dir, options=options)
+
+
+def prepare(family: str, options: CorpusOptions | None = None) -> CorpusBuilder:
+    """Prepare `family` once (no-op when already prepared); returns the builder."""
+    with _LOCK:
+        builder = get_builder(family, options)
+        if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+            tfds.display_progress_bar(False)
+            log.info("preparing corpus %s (%s) in %s", family, builder.builder_config.name, builder.data_dir)
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(verify_ssl=False, try_download_gcs=False)
+            )
+            builder = get_builder(family, options)
+        return builder
+
+
+def stats(family: str, options: CorpusOptions | None = None) -> dict:
+    """The prepared corpus's stats (documents, bytes, drops by rule)."""
+    builder = prepare(family, options)
+    return dict(builder.info.metadata.get("stats", {}))
+
+
+def text_dataset(
+    family: str, split: str, shuffle_files: bool = False, seed: int | None = None,
+    options: CorpusOptions | None = None,
+) -> tf.data.Dataset:
+    """{"text", "family", "source", "path", "language"} examples of a prepared family."""
+    builder = prepare(family, options)
+    if split not in builder.info.splits:
+        raise DataError(f"family {family!r} has no split {split!r}; use one of {list(builder.info.splits)}.")
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    return builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
+
+
+DocSource = Callable[[CorpusOptions, collections.Counter], Iterator[Doc]]

@@ -1,0 +1,136 @@
+"""code_adjacent: text about code: commits, notebooks, Q&A threads.
+
+local: Jupyter notebooks found in site-packages (e.g. holoviews ships ~300) and
+       Debian changelogs (/usr/share/doc/*/changelog*.gz, commit-like entries)
+       where present; a source that finds nothing is counted as
+       `source_missing:<name>`.
+full:  a folder with any of these subfolders (each optional, at least one):
+         commits/*.jsonl[.gz|.zst]       fields `message`, `diff`
+         notebooks/**/*.ipynb
+         stackexchange/*.jsonl[.gz|.zst] SlimPajama records; only RedPajamaStackExchange kept
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from codemix.data import local_sources, readers
+from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.families.text import slimpajama_documents
+
+MAX_CHANGELOG_CHARS = 20_000  # first entries only: a few packages have MB-long logs
+
+
+def notebook_to_text(raw: str, where: str) -> str:
+    """Cells in order, as a percent-format script: markdown as comments-free text
+    after a `# %% [markdown]` marker, code after `# %%`. Outputs are dropped."""
+    try:
+        nb = json.loads(raw)
+    except ValueError as e:
+        raise readers.DataError(f"{where}: not a JSON notebook ({e}); fix or remove the file.") from e
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if cells is None:  # nbformat 3 keeps cells in worksheets
+        cells = [c for ws in (nb.get("worksheets") or []) for c in ws.get("cells", [])] if isinstance(nb, dict) else []
+    parts = []
+    for cell in cells:
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else str(src)
+        if not src.strip():
+            continue
+        kind = cell.get("cell_type", "code")
+        parts.append(("# %% [markdown]\n" if kind != "code" else "# %%\n") + src.rstrip() + "\n")
+    return "\n".join(parts)
+
+
+def local_notebooks(counts: collections.Counter) -> list[Doc]:
+    site = local_sources.site_packages()
+    out = []
+    for rel in local_sources.hash_ordered(local_sources.walk_files(site, (".ipynb",))):
+        raw = local_sources.read_small_text(os.path.join(site, rel), counts)
+        if raw is None:
+            continue
+        try:
+            text = notebook_to_text(raw, rel)
+        except readers.DataError:
+            counts["malformed_notebook"] += 1
+            continue
+        out.append(Doc(text, "code_adjacent", local_sources.owner_of(rel), rel, "jupyter"))
+    if not out:
+        counts["source_missing:notebooks"] += 1
+    return out
+
+
+def debian_changelogs(counts: collections.Counter, root: str = "/usr/share/doc") -> list[Doc]:
+    paths = sorted(glob.glob(os.path.join(root, "*", "changelog*.gz")))
+    out = []
+    for path in local_sources.hash_ordered(paths):
+        try:
+            with gzip.open(path, "rb") as f:
+                text = f.read(MAX_CHANGELOG_CHARS * 2).decode("utf-8")
+        except (OSError, EOFError):
+            counts["unreadable"] += 1
+            continue
+        except UnicodeDecodeError:
+            counts["invalid_utf8"] += 1
+            continue
+        if len(text) > MAX_CHANGELOG_CHARS:
+            text = text[: text.rfind("\n\n", 0, MAX_CHANGELOG_CHARS) + 1] or text[:MAX_CHANGELOG_CHARS]
+        if not text.strip():
+            counts["empty"] += 1
+            continue
+        pkg = os.path.basename(os.path.dirname(path))
+        out.append(Doc(text, "code_adjacent", f"debian:{pkg}", path, "changelog"))
+    if not out:
+        counts["source_missing:debian_changelogs"] += 1
+    return out
+
+
+def commit_documents(pattern: str, counts: collections.Counter, max_bad_lines: int) -> Iterator[Doc]:
+    for path, line, rec in readers.read_jsonl(pattern, ("message", "diff"), counts, max_bad_lines):
+        yield Doc(f"{rec['message'].rstrip()}\n\n{rec['diff']}", "code_adjacent", path, f"{path}:{line}", "commit")
+
+
+@register_builder
+class CodemixCodeAdjacent(CorpusBuilder):
+    """Commits, notebooks and StackExchange threads."""
+
+    FAMILY = "code_adjacent"
+    RULES = ("invalid_utf8",)
+
+    def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        return local_sources.round_robin(
+            {"a_notebooks": local_notebooks(counts), "b_changelogs": debian_changelogs(counts)}
+        )
+
+    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        root = path.rstrip("/")
+        found = [d for d in ("commits", "notebooks", "stackexchange") if tf.io.gfile.isdir(f"{root}/{d}")]
+        if not found:
+            raise readers.DataError(
+                f"{root}: code_adjacent needs at least one of the subfolders commits/, notebooks/, "
+                f"stackexchange/ (see codemix/data/families/code_adjacent.py)."
+            )
+        for missing in {"commits", "notebooks", "stackexchange"} - set(found):
+            counts[f"source_missing:{missing}"] += 1
+        if "commits" in found:
+            yield from commit_documents(f"{root}/commits/*.jsonl*", counts, options.max_bad_lines)
+        if "notebooks" in found:
+            notebooks = sorted(
+                f"{d}/{f}" for d, _, files in tf.io.gfile.walk(f"{root}/notebooks") for f in files
+                if f.endswith(".ipynb")
+            )
+            if not notebooks:
+                counts["source_missing:notebooks"] += 1
+            for nb in notebooks:
+                yield Doc(notebook_to_text(readers.read_text_file(nb), nb), self.FAMILY, nb, nb, "jupyter")
+        if "stackexchange" in found:
+            yield from slimpajama_documents(
+                f"{root}/stackexchange/*.jsonl*", counts, options.max_bad_lines,
+                keep_sets=("RedPajamaStackExchange",), family=self.FAMILY,
+            )

@@ -1,0 +1,90 @@
+"""code_web: source code as found on the web, in the study's 25 languages.
+
+local: source files of the running interpreter's stdlib and site-packages,
+       language from the file extension (as The Stack does), interleaved
+       round-robin over languages so the capped sample is not all Python.
+full:  The Stack as Parquet, one folder per language (`<root>/<language>/*.parquet`,
+       field `content`); only the languages in codemix.data.languages.CODE_LANGUAGES.
+"""
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from codemix.data import local_sources, readers
+from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.languages import CODE_LANGUAGES, extensions, language_of
+
+
+def local_files(table: dict[str, tuple[str, ...]], counts: collections.Counter,
+                include_stdlib: bool = True) -> dict[str, list[tuple[str, str, str]]]:
+    """language -> [(absolute path, source, relative path)] in hash order."""
+    roots = []
+    site = local_sources.site_packages()
+    if include_stdlib:
+        roots.append((local_sources.stdlib(), {"site-packages", "dist-packages"}))
+    roots.append((site, set()))
+    by_lang: dict[str, list[tuple[str, str, str]]] = collections.defaultdict(list)
+    for root, skip in roots:
+        for rel in local_sources.walk_files(root, extensions(table), skip):
+            lang = language_of(rel, table)
+            if root == site:
+                source = local_sources.owner_of(rel)
+            else:
+                source = local_sources.stdlib_source()
+            by_lang[lang].append((os.path.join(root, rel), source, rel))
+    for lang, items in by_lang.items():
+        by_lang[lang] = sorted(items, key=lambda t: local_sources.stable_key(t[2]))
+    return by_lang
+
+
+def read_local(groups: dict[str, list[tuple[str, str, str]]], family: str,
+               counts: collections.Counter) -> Iterator[Doc]:
+    lang_of = {id(item): lang for lang, items in groups.items() for item in items}
+    for item in local_sources.round_robin(groups):
+        path, source, rel = item
+        text = local_sources.read_small_text(path, counts)
+        if text is not None:
+            yield Doc(text, family, source, rel, lang_of[id(item)])
+
+
+def stack_documents(root: str, languages: tuple[str, ...], family: str,
+                    counts: collections.Counter) -> Iterator[Doc]:
+    """The Stack Parquet: `<root>/<language>/*.parquet` with a `content` column."""
+    root = root.rstrip("/")
+    present = sorted(os.path.basename(p.rstrip("/")) for p in tf.io.gfile.glob(root + "/*")
+                     if tf.io.gfile.isdir(p))
+    if not present:
+        raise readers.DataError(
+            f"{root}: no language folders; The Stack is read as <root>/<language>/*.parquet "
+            f"(e.g. {root}/python/data-00000.parquet)."
+        )
+    for lang in present:
+        if lang not in languages:
+            counts[f"language_not_in_study:{lang}"] += 1
+    wanted = [lang for lang in languages if lang in present]
+    if not wanted:
+        raise readers.DataError(f"{root}: none of the folders {present} is one of the languages {list(languages)}.")
+    for lang in wanted:
+        for path, row, rec in readers.read_parquet(f"{root}/{lang}/*.parquet", ("content",)):
+            if rec["content"] is None:
+                counts["null_content"] += 1
+                continue
+            yield Doc(rec["content"], family, path, f"{path}#{row}", lang)
+
+
+@register_builder
+class CodemixCodeWeb(CorpusBuilder):
+    """Web code in the study's 25 languages."""
+
+    FAMILY = "code_web"
+    RULES = ("too_large", "invalid_utf8")
+
+    def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        return read_local(local_files(CODE_LANGUAGES, counts), self.FAMILY, counts)
+
+    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        return stack_documents(path, tuple(CODE_LANGUAGES), self.FAMILY, counts)

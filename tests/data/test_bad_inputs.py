@@ -1,0 +1,96 @@
+"""Every kind of bad input ends in one clear error naming the file, line and fix."""
+import collections
+import gzip
+import json
+
+import pytest
+
+import gin
+from codemix.data import readers
+from codemix.data.readers import DataError
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_malformed_json_lines_are_counted_then_fatal_over_threshold(tmp_path):
+    good = json.dumps({"text": "hello"})
+    f = _write(tmp_path / "a.jsonl", [good, "{not json", good, "[1, 2]"])
+    counts = collections.Counter()
+    rows = list(readers.read_jsonl(f, ["text"], counts, max_bad_lines=5))
+    assert [r[1] for r in rows] == [1, 3]
+    assert counts["malformed_json"] == 2
+    with pytest.raises(DataError, match=r"a\.jsonl:4: malformed JSON.*max_bad_lines=1"):
+        list(readers.read_jsonl(f, ["text"], collections.Counter(), max_bad_lines=1))
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid UTF-8.*iconv"):
+        list(readers.read_jsonl(str(p), ["text"], collections.Counter()))
+
+
+def test_empty_file_is_an_error(tmp_path):
+    p = tmp_path / "empty.jsonl.gz"
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty\.jsonl\.gz: the file is empty"):
+        list(readers.read_jsonl(str(p), ["text"], collections.Counter()))
+    q = tmp_path / "empty_inside.jsonl.gz"
+    q.write_bytes(gzip.compress(b""))
+    with pytest.raises(DataError, match="empty after decompression"):
+        list(readers.read_jsonl(str(q), ["text"], collections.Counter()))
+
+
+def test_glob_with_no_match_is_an_error(tmp_path):
+    with pytest.raises(DataError, match=r"no files match .*nothing-\*\.jsonl"):
+        readers.expand_glob(str(tmp_path / "nothing-*.jsonl"))
+
+
+def test_missing_field_names_file_line_and_field(tmp_path):
+    f = _write(tmp_path / "m.jsonl", [json.dumps({"text": "a", "meta": {}})])
+    with pytest.raises(DataError, match=r"m\.jsonl:1: missing field 'meta.redpajama_set_name'"):
+        list(readers.read_jsonl(f, ["text", "meta.redpajama_set_name"], collections.Counter()))
+
+
+def test_unknown_family_is_an_error():
+    from codemix.data import corpus
+
+    with pytest.raises(DataError, match=r"unknown data family 'prose'.*text"):
+        corpus.builder_class("prose")
+
+
+def test_unknown_mixture_lists_known_ones():
+    import codemix.registry  # noqa: F401
+    from codemix.data import mixtures
+
+    with pytest.raises(DataError, match=r"unknown mixture 'balancd'.*balanced"):
+        mixtures.get_spec("balancd")
+
+
+def test_shares_not_summing_to_one_is_an_error():
+    import codemix.registry  # noqa: F401
+    from codemix.data import mixtures
+
+    gin.parse_config(['lopsided/mixture_spec.shares = {"text": 0.5, "code_web": 0.4}'])
+    with pytest.raises(DataError, match=r"shares of mixture 'lopsided' sum to 0.9, not 1"):
+        mixtures.get_spec("lopsided")
+
+
+def test_unknown_family_in_a_mixture_is_an_error():
+    import codemix.registry  # noqa: F401
+    from codemix.data import mixtures
+
+    gin.parse_config(['typo/mixture_spec.shares = {"text": 0.5, "cod_web": 0.5}'])
+    with pytest.raises(DataError, match=r"unknown family \['cod_web'\]"):
+        mixtures.get_spec("typo")
+
+
+def test_raw_path_for_an_unknown_family_is_an_error(tmp_path):
+    from codemix.data import corpus
+
+    options = corpus.CorpusOptions(data_dir=str(tmp_path), raw_paths={"txt": "/data/*.jsonl"})
+    with pytest.raises(DataError, match=r"raw_paths names unknown families \['txt'\]"):
+        corpus.get_builder("text", options)
