@@ -19,6 +19,7 @@ COMMANDS = {
     "import": ("codemix.model.import_cli", "import a GGUF or HF Llama checkpoint (or export one to HF)"),
     "launch": ("codemix.launch.cli", "run a command on every worker of a TPU VM or a SLURM GPU job"),
     "plan": ("codemix.train.plan_cli", "per-device memory, FLOPs, steps and wall time of a run's gin"),
+    "judge": ("codemix.eval.judge_cli", "pairwise LLM-as-a-judge win rates of a candidate against a baseline"),
 }
 
 

@@ -1,0 +1,79 @@
+"""`codemix eval`: score a checkpoint on the benchmark suite, write results.json.
+
+    codemix eval --checkpoint /tmp/run --category reasoning --limit 100 --output results.json
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from codemix.eval import tasks
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="training workdir (its latest checkpoint) or a model dir (model.gin + params/)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step of a workdir (default: latest)")
+    parser.add_argument("--benchmarks", default="",
+                        help=f"comma-separated names; available: {','.join(tasks.BENCHMARKS)}")
+    parser.add_argument("--category", default=None, choices=tasks.CATEGORIES,
+                        help="add every benchmark of this category")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples of each benchmark")
+    parser.add_argument("--output", required=True, help="results JSON path")
+    parser.add_argument("--num_shots", type=int, default=0, help="in-context examples (default 0)")
+    parser.add_argument("--fewshot_seed", type=int, default=1234, help="seed of the shot selection")
+    parser.add_argument("--num_samples", type=int, default=1,
+                        help="completions per code problem; >1 samples at --temperature and reports pass@k")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature for num_samples > 1")
+    parser.add_argument("--batch_size", type=int, default=2,
+                        help="packed rows per scoring call (2 suits a CPU; use 64+ on an accelerator)")
+    parser.add_argument("--row_len", type=int, default=256, help="tokens per packed scoring row")
+    parser.add_argument("--gen_batch_size", type=int, default=8, help="prompts per generation batch")
+    parser.add_argument("--sandbox_timeout", type=float, default=10.0, help="wall-clock seconds per program")
+    parser.add_argument("--sandbox_workers", type=int, default=2, help="programs executed in parallel")
+    parser.add_argument("--unsafe_unsandboxed_execution", action="store_true",
+                        help="DANGEROUS: run generated code without bubblewrap (rlimits and timeout only)")
+    parser.add_argument("--save_details", default=None, help="optional JSON of per-example predictions")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from codemix.eval.loading import load_model_for_eval
+    from codemix.eval.runner import EvalSettings, Evaluator, format_table, write_results
+    from codemix.eval.sandbox import Sandbox, SandboxUnavailable
+
+    try:
+        names = tasks.resolve_names(args.benchmarks.split(","), args.category)
+    except KeyError as e:
+        print(f"codemix eval: {e.args[0]}")
+        return 2
+    sandbox = None
+    if any(tasks.get_benchmark(n).kind == "code" for n in names):
+        try:  # fail before loading the model, not after generating
+            sandbox = Sandbox(timeout_s=args.sandbox_timeout, workers=args.sandbox_workers,
+                              unsafe_unsandboxed=args.unsafe_unsandboxed_execution)
+        except SandboxUnavailable as e:
+            print(f"codemix eval: cannot run code benchmarks: {e}")
+            return 2
+    cfg, params, vocab, info = load_model_for_eval(args.checkpoint, args.step)
+    settings = EvalSettings(num_shots=args.num_shots, fewshot_seed=args.fewshot_seed,
+                            row_len=args.row_len, batch_size=args.batch_size,
+                            gen_batch_size=args.gen_batch_size, num_samples=args.num_samples,
+                            temperature=args.temperature, progress=True)
+    start = time.perf_counter()
+    records, seconds, details = Evaluator(cfg, params, vocab, settings, sandbox).run(
+        names, args.limit, run_name=info.run, step=info.step)
+    meta = {"checkpoint": info.path, "limit": args.limit, "num_shots": args.num_shots,
+            "fewshot_seed": args.fewshot_seed, "num_samples": args.num_samples,
+            "seconds": seconds, "total_seconds": time.perf_counter() - start}
+    write_results(args.output, records, meta)
+    if args.save_details:
+        with open(args.save_details, "w") as f:
+            json.dump(details, f, indent=1)
+    print(format_table(records))
+    log.info("wrote %d records to %s (%.1fs)", len(records), args.output, meta["total_seconds"])
+    return 0

@@ -1,0 +1,156 @@
+"""Load a model for evaluation: config, weights, vocabulary, run name and step.
+
+`load_model_for_eval(DIR)` accepts two kinds of directory:
+
+1. A training workdir (it has `operative_config.gin`): the model config is
+   the run's `ModelConfig.*` bindings, the weights are its latest checkpoint
+   (`checkpoints/<step>/params`), and the vocabulary is that of the run's data:
+   the `targets` feature of the SeqIO task/mixture bound to
+   `make_train_iterator.mixture`, unless `eval_vocabulary` is bound (below).
+
+2. An imported (or exported) model directory:
+
+       DIR/model.gin   ModelConfig.* bindings, plus the vocabulary binding
+       DIR/params/     Orbax PyTree of the parameters (as in checkpoints)
+
+   CONVENTION for the vocabulary of such a directory: `model.gin` binds
+   `eval_vocabulary`, either to a SeqIO task whose `targets` vocabulary to use
+
+       eval_vocabulary.task = 'local_text'
+
+   or directly to any gin-configurable `seqio.Vocabulary`:
+
+       import codemix.model.import_gguf        # whatever registers the class
+       eval_vocabulary.vocabulary = @GGUFVocabulary()
+       GGUFVocabulary.path = '%MODEL_DIR/tokenizer.json'
+
+   `seqio.ByteVocabulary` and `seqio.SentencePieceVocabulary` are registered
+   here (`@seqio.ByteVocabulary()`, `seqio.SentencePieceVocabulary.
+   sentencepiece_model_file = ...`). The macro `MODEL_DIR` is bound to DIR
+   while parsing, so files inside DIR can be named as `%MODEL_DIR/...`.
+   Optional `DIR/run_info.json` {"run": ..., "step": ...} names the results.
+
+Parsing uses gin in isolation: the global gin config is cleared before and
+after, so call this outside a gin-configured run (the trainer hook does not
+use it; it takes the live run's params and vocabulary).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+import gin
+import jax
+import seqio
+
+from codemix import config as codemix_config
+from codemix.model import decoder
+from codemix.model.config import ModelConfig
+from codemix.train import checkpointing
+
+log = logging.getLogger(__name__)
+
+for _cls in (seqio.ByteVocabulary, seqio.SentencePieceVocabulary):
+    try:
+        gin.external_configurable(_cls, module="seqio")
+    except ValueError:  # already registered (module re-import)
+        pass
+
+
+@gin.configurable
+def eval_vocabulary(vocabulary: seqio.Vocabulary | None = None, task: str | None = None) -> seqio.Vocabulary | None:
+    """The vocabulary evaluation tokenizes with.
+
+    Args:
+      vocabulary: a seqio.Vocabulary (gin reference); wins over `task`.
+      task: a SeqIO task or mixture name whose `targets` vocabulary to use.
+    Returns None when neither is bound.
+    """
+    if vocabulary is not None:
+        return vocabulary
+    if task is not None:
+        return task_vocabulary(task)
+    return None
+
+
+def task_vocabulary(name: str) -> seqio.Vocabulary:
+    try:
+        provider = seqio.get_mixture_or_task(name)
+    except ValueError as e:
+        raise ValueError(
+            f"SeqIO task or mixture {name!r} (the run's data) is not registered, so its "
+            f"vocabulary is unknown; import the module that registers it. ({e})"
+        ) from e
+    return provider.output_features["targets"].vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """Where evaluated weights came from: names the rows of results.json."""
+
+    run: str
+    step: int
+    path: str
+
+
+def single_device_shardings(abstract: dict):
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda _: sharding, abstract)
+
+
+def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelConfig, dict, seqio.Vocabulary, RunInfo]:
+    """(model config, params on one device, vocabulary, run info) for DIR.
+
+    `step` picks a checkpoint of a training workdir (default: the latest).
+    """
+    directory = os.path.abspath(directory)
+    workdir_gin = os.path.join(directory, "operative_config.gin")
+    model_gin = os.path.join(directory, "model.gin")
+    if os.path.isfile(workdir_gin):
+        gin_file, kind = workdir_gin, "workdir"
+    elif os.path.isfile(model_gin) and os.path.isdir(os.path.join(directory, "params")):
+        gin_file, kind = model_gin, "imported"
+    else:
+        raise FileNotFoundError(
+            f"{directory} is neither a training workdir (no operative_config.gin) nor a model "
+            f"directory (model.gin + params/); pass `codemix train --workdir` output or an "
+            f"imported model's directory."
+        )
+    gin.clear_config()
+    try:
+        codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
+        cfg = ModelConfig()
+        vocab = eval_vocabulary()
+        if vocab is None and kind == "workdir":
+            mixture = codemix_config.query("make_train_iterator.mixture")
+            if mixture is None:
+                raise codemix_config.ConfigError(
+                    f"{gin_file} binds neither make_train_iterator.mixture nor eval_vocabulary; "
+                    f"the vocabulary is unknown."
+                )
+            vocab = task_vocabulary(mixture)
+        if vocab is None:
+            raise codemix_config.ConfigError(
+                f"{gin_file} does not name a vocabulary; bind eval_vocabulary.task = '<seqio task>' "
+                f"or eval_vocabulary.vocabulary = @<Vocabulary>() (see codemix/eval/loading.py)."
+            )
+    finally:
+        gin.clear_config()
+    if vocab.vocab_size > cfg.vocab_size:
+        raise ValueError(
+            f"vocabulary has {vocab.vocab_size} ids but the model's vocab_size is {cfg.vocab_size}; "
+            f"the vocabulary binding in {gin_file} does not belong to this model."
+        )
+    abstract = decoder.abstract_params(cfg)
+    params, src_step = checkpointing.load_params(directory, abstract, single_device_shardings(abstract), step)
+    run, info_step = os.path.basename(directory.rstrip("/")), src_step
+    info_path = os.path.join(directory, "run_info.json")
+    if os.path.isfile(info_path):
+        with open(info_path) as f:
+            meta = json.load(f)
+        run, info_step = meta.get("run", run), int(meta.get("step", info_step))
+    log.info("loaded %s (%s, step %d; model vocab_size %d; vocabulary %s with %d ids)", directory,
+             kind, info_step, cfg.vocab_size, type(vocab).__name__, vocab.vocab_size)
+    return cfg, params, vocab, RunInfo(run=run, step=info_step, path=directory)
