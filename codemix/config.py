@@ -44,7 +44,14 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (), finalize: bo
 
 
 def query(name: str, default=None):
+    """The bound value of `configurable.param`, with macros (%NAME) resolved."""
     try:
-        return gin.query_parameter(name)
+        value = gin.query_parameter(name)
+        for _ in range(16):  # a macro may name another macro
+            selector = getattr(value, "scoped_selector", "")
+            if not (isinstance(value, gin.config.ConfigurableReference) and selector.endswith("gin.macro")):
+                break
+            value = gin.query_parameter(selector + ".value")
+        return value
     except (ValueError, KeyError):
         return default

@@ -120,6 +120,24 @@ def run_dir(workdir: Path, name: str) -> Path:
     return Path(workdir) / "runs" / name
 
 
+def _is_writer() -> bool:
+    """Only process 0 writes the experiment's own files (every process trains)."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def _write_json(path: Path, obj) -> None:
+    import jax
+
+    if _is_writer():
+        path.write_text(json.dumps(obj, indent=2))
+    if jax.process_count() > 1:  # others read it next (e.g. a parent's lineage)
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"codemix:{path}")
+
+
 def read_lineage(path: Path) -> dict | None:
     f = path / "lineage.json"
     return json.loads(f.read_text()) if f.exists() else None
@@ -224,7 +242,8 @@ def _evaluate(exp: Experiment, path: Path) -> dict | None:
     finally:
         gin.clear_config()
     doc = {"limit": exp.eval_limit, "seconds": seconds, "total_seconds": time.perf_counter() - start}
-    write_results(str(path / "eval.json"), records, doc)
+    if _is_writer():
+        write_results(str(path / "eval.json"), records, doc)
     return {"records": records, **doc}
 
 
@@ -243,7 +262,7 @@ def run_experiment(
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     _enable_compilation_cache(root)
-    (root / "plan.json").write_text(json.dumps(plan(exp, variants), indent=2))
+    _write_json(root / "plan.json", plan(exp, variants))
     results: dict[str, dict] = {}
     bar = None
     if progress:
@@ -276,26 +295,26 @@ def run_experiment(
             "status": "running",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        _write_json(path / "lineage.json", lineage)
         if bar is not None:
             bar.set_postfix_str(r.name[:40])
         summary = _train_one(exp, r, root, run_params)
         lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
-        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        _write_json(path / "lineage.json", lineage)
         evaluation = _evaluate(exp, path)
         lineage.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if evaluation is not None:
             lineage["eval"] = "eval.json"
-        (path / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        _write_json(path / "lineage.json", lineage)
         results[r.name] = lineage
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     summary_rows = summarize(root, variants)
-    (root / "summary.json").write_text(json.dumps(summary_rows, indent=2))
+    _write_json(root / "summary.json", summary_rows)
     print(format_summary(summary_rows))
-    if exp.write_report:
+    if exp.write_report and _is_writer():
         _report(root)
     return results
 

@@ -187,7 +187,7 @@ def train(
     ckpt = checkpointing.Checkpointer(workdir, checkpoint_every, keep_checkpoints, async_checkpoints)
     latest = ckpt.latest_step()
     meta = {"tokens": 0, "tokens_by_source": [0.0] * num_sources,
-            "repeated_rows_by_source": [0] * num_sources}
+            "repeated_rows_by_source": [0] * num_sources, "process_count": jax.process_count()}
     init_opt = jax.jit(optimizer.init, out_shardings=opt_sh)
     if latest is not None:
         logging.info("resuming %s from step %d", workdir, latest)
