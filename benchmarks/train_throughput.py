@@ -22,14 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from codemix import config as cm_config
-from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.model.info import model_info
 from codemix.train import partitioning
 from codemix.train.metrics import PEAK_FLOPS, measure_matmul_peak
 from codemix.train.optimizer import make_optimizer, make_schedule
+from codemix.train.state import fresh_state, state_layout
 from codemix.train.step import jit_train_step, make_train_step
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 
 def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: str | None) -> dict:
@@ -43,21 +42,11 @@ def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: st
     mesh = partitioning.make_mesh()
     schedule = make_schedule(1000, "cosine", peak=1e-4, warmup_steps=10)
     opt = make_optimizer(schedule)
-    _, axes = decoder.graphdef_and_axes(cfg)
-    abstract = decoder.abstract_params(cfg)
-    psh = partitioning.tree_shardings(axes, abstract, mesh)
-    osh = partitioning.opt_state_shardings(jax.eval_shape(opt.init, abstract), psh, abstract, mesh)
-    rep = NamedSharding(mesh, P())
-    ssh = {"step": rep, "params": psh, "opt_state": osh}
-    row = partitioning.batch_sharding(mesh, 2)
-    keys = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
-            "decoder_positions", "decoder_loss_weights")
-    bsh = {k: row for k in keys}
-    bsh["source_id"] = partitioning.batch_sharding(mesh, 1)
-    params = jax.jit(lambda: decoder.init_params(cfg, 0), out_shardings=psh)()
-    state = {"step": jax.device_put(np.int32(0), rep), "params": params,
-             "opt_state": jax.jit(opt.init, out_shardings=osh)(params)}
-    step = jit_train_step(make_train_step(cfg, opt, schedule, 1, 1, row), ssh, bsh, mesh)
+    layout = state_layout(cfg, opt, mesh)
+    bsh = layout.batch_shardings
+    state = fresh_state(cfg, opt, layout, seed=0)
+    step = jit_train_step(make_train_step(cfg, opt, schedule, 1, 1, layout.row_sharding),
+                          layout.shardings, bsh, mesh)
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, cfg.vocab_size, (batch, seq_len), dtype=np.int32)
     host = {

@@ -56,6 +56,8 @@ class GenerationSettings:
       temperature: 0 = greedy (the default: reruns give the same answers);
         > 0 samples, deterministically from `seed`.
       seed: sampling seed (same for both models).
+      stop: an answer ends at the first of these strings (a base model goes
+        on to write the next "Question:" itself).
     """
 
     max_new_tokens: int = 256
@@ -64,6 +66,7 @@ class GenerationSettings:
     template: str = "Question: {prompt}\nAnswer:"
     temperature: float = 0.0
     seed: int = 0
+    stop: tuple[str, ...] = ("\nQuestion:",)
 
 
 def reconcile(first: str | None, second: str | None) -> tuple[int | None, bool]:
@@ -104,10 +107,16 @@ def generate_answers(directory: str, prompts: Sequence[str], settings: Generatio
     for p in prompts:
         ids = list(vocab.encode(settings.template.format(prompt=p)))[-settings.max_prompt_tokens:]
         encoded.append(ids or [vocab.eos_id])
+
+    def detokenize(ids: list[int]) -> str:
+        return vocab.decode([i for i in ids if i < vocab.vocab_size])
+
+    stops = decode.StopSequences(settings.stop, detokenize)
     outs = decode.generate(cfg, params, encoded, settings.max_new_tokens, eos_id=vocab.eos_id,
-                           valid_vocab_size=vocab.vocab_size, batch_size=settings.batch_size,
-                           temperature=settings.temperature, seed=settings.seed, progress=progress)
-    return [vocab.decode([i for i in o if i < vocab.vocab_size]).strip() for o in outs], info
+                           is_done=stops.is_done, valid_vocab_size=vocab.vocab_size,
+                           batch_size=settings.batch_size, temperature=settings.temperature,
+                           seed=settings.seed, progress=progress)
+    return [stops.truncate(detokenize(o)).strip() for o in outs], info
 
 
 def judge_answers(client: JudgeClient, questions: Sequence[str], candidate: Sequence[str],

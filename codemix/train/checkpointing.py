@@ -99,12 +99,13 @@ class Checkpointer:
         """Restore params, optimizer state, iterator position and meta at `step`."""
         saved = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
         written_by = saved.get("process_count", 1)
-        if written_by != jax.process_count():
+        readers = iterator.global_batch_size // iterator.local_batch_size
+        if written_by != readers:
             # Parameters would reshard, but each process's data-iterator state
             # (buffers included) belongs to that process.
             raise ValueError(
                 f"checkpoint {self.directory / str(step)} was written by {written_by} processes and "
-                f"this job has {jax.process_count()}; relaunch with {written_by} processes to resume, "
+                f"this job has {readers}; relaunch with {written_by} processes to resume, "
                 f"or start a new run from its weights with train.init_from."
             )
         args = ocp.args.Composite(

@@ -242,34 +242,19 @@ def compiled_memory(cfg: ModelConfig, global_batch: int, seq_len: int, mesh_kwar
                     grad_accum_steps: int = 1) -> dict:
     """XLA's memory analysis of the real train step (per device), compiled for
     abstract inputs on the local devices; nothing is allocated or run."""
-    import jax
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
-    from codemix.model import decoder
     from codemix.train import partitioning
     from codemix.train.optimizer import make_optimizer, make_schedule
+    from codemix.train.state import state_layout
     from codemix.train.step import jit_train_step, make_train_step
 
     mesh = partitioning.make_mesh(**mesh_kwargs)
     schedule = make_schedule(total_steps=1000)
     optimizer = make_optimizer(schedule)
-    _, axes = decoder.graphdef_and_axes(cfg)
-    params = decoder.abstract_params(cfg)
-    param_sh = partitioning.tree_shardings(axes, params, mesh)
-    opt = jax.eval_shape(optimizer.init, params)
-    opt_sh = partitioning.opt_state_shardings(opt, param_sh, params, mesh)
-    state_sh = {"step": NamedSharding(mesh, P()), "params": param_sh, "opt_state": opt_sh}
-    row_sh, vec_sh = partitioning.batch_sharding(mesh, 2), partitioning.batch_sharding(mesh, 1)
-    names_2d = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
-                "decoder_positions", "decoder_loss_weights")
-    batch_sh = {**{k: row_sh for k in names_2d}, "source_id": vec_sh, "epoch": vec_sh}
-    batch = {k: jax.ShapeDtypeStruct((global_batch, seq_len),
-                                     jnp.float32 if k == "decoder_loss_weights" else jnp.int32)
-             for k in names_2d}
-    batch["source_id"] = batch["epoch"] = jax.ShapeDtypeStruct((global_batch,), jnp.int32)
-    state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "opt_state": opt}
+    layout = state_layout(cfg, optimizer, mesh)
+    state_sh, batch_sh, row_sh = layout.shardings, layout.batch_shardings, layout.row_sharding
+    batch = layout.abstract_batch(global_batch, seq_len)
+    state = layout.abstract_state()
     step = make_train_step(cfg, optimizer, schedule, 1, grad_accum_steps, row_sh)
     compiled = jit_train_step(step, state_sh, batch_sh, mesh).lower(state, batch).compile()
     m = compiled.memory_analysis()

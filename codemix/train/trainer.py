@@ -20,18 +20,16 @@ from typing import Callable, Sequence
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from codemix.data.pipeline import make_train_iterator
-from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.model.info import model_info
 from codemix.train import checkpointing, partitioning
 from codemix.train.metrics import MetricWriter, peak_flops_per_device, read_metrics
 from codemix.train.optimizer import make_optimizer, make_schedule
+from codemix.train.state import fresh_state, state_layout
 from codemix.train.step import jit_train_step, make_train_step
 
 
@@ -170,25 +168,15 @@ def train(
     optimizer = make_optimizer(schedule)
 
     # Abstract state and its shardings, all from the one rules table.
-    _, axes = decoder.graphdef_and_axes(cfg)
-    abstract_params = decoder.abstract_params(cfg)
-    param_sh = partitioning.tree_shardings(axes, abstract_params, mesh)
-    abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
-    opt_sh = partitioning.opt_state_shardings(abstract_opt, param_sh, abstract_params, mesh)
-    replicated = NamedSharding(mesh, P())
-    state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
-    row_sh = partitioning.batch_sharding(mesh, 2)
-    batch_sh = {k: row_sh for k in
-                ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
-                 "decoder_positions", "decoder_loss_weights")}
-    batch_sh["source_id"] = partitioning.batch_sharding(mesh, 1)
-    batch_sh["epoch"] = batch_sh["source_id"]
+    layout = state_layout(cfg, optimizer, mesh)
+    abstract_params, abstract_opt = layout.abstract_params, layout.abstract_opt_state
+    state_sh, batch_sh, row_sh = layout.shardings, layout.batch_shardings, layout.row_sharding
+    param_sh, opt_sh = state_sh["params"], state_sh["opt_state"]
 
     ckpt = checkpointing.Checkpointer(workdir, checkpoint_every, keep_checkpoints, async_checkpoints)
     latest = ckpt.latest_step()
     meta = {"tokens": 0, "tokens_by_source": [0.0] * num_sources,
             "repeated_rows_by_source": [0] * num_sources, "process_count": jax.process_count()}
-    init_opt = jax.jit(optimizer.init, out_shardings=opt_sh)
     if latest is not None:
         logging.info("resuming %s from step %d", workdir, latest)
         abstract_state = {"params": abstract_params, "opt_state": abstract_opt}
@@ -197,19 +185,14 @@ def train(
         start = latest
     elif init_from:
         params, src_step = checkpointing.load_params(init_from, abstract_params, param_sh, init_from_step)
+        state = fresh_state(cfg, optimizer, layout, params=params)
         if init_optimizer_from_parent:
-            opt_state = checkpointing.load_opt_state(init_from, abstract_opt, opt_sh, src_step)
-        else:
-            opt_state = init_opt(params)
+            state["opt_state"] = checkpointing.load_opt_state(init_from, abstract_opt, opt_sh, src_step)
         logging.info("initialised weights from %s (step %d); %s optimizer", init_from, src_step,
                      "carried" if init_optimizer_from_parent else "fresh")
-        state = {"step": jax.device_put(np.int32(0), replicated), "params": params,
-                 "opt_state": opt_state}
         start = 0
     else:
-        params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=param_sh)()
-        state = {"step": jax.device_put(np.int32(0), replicated), "params": params,
-                 "opt_state": init_opt(params)}
+        state = fresh_state(cfg, optimizer, layout, seed=seed)
         start = 0
 
     step_fn = make_train_step(cfg, optimizer, schedule, num_sources, grad_accum_steps, row_sh)

@@ -3,11 +3,12 @@ model exactly like 1 process x 8 devices, and their checkpoint restores in one
 process on another mesh (Orbax reshards on restore)."""
 import jax
 import numpy as np
+
+from codemix.train.state import state_layout
 import pytest
 
 import codemix.registry  # noqa: F401  (registers the local_text task)
 from codemix.data.pipeline import make_train_iterator
-from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.train import checkpointing, partitioning
 from codemix.train.optimizer import make_optimizer, make_schedule
@@ -46,13 +47,8 @@ def _restore(workdir, mesh, process_index, process_count):
     """What the trainer's resume does, on `mesh`, as process `process_index` of `process_count`."""
     schedule = make_schedule(total_steps=STEPS, peak=3e-3, warmup_steps=1)
     optimizer = make_optimizer(schedule)
-    _, axes = decoder.graphdef_and_axes(SMALL_CFG)
-    params = decoder.abstract_params(SMALL_CFG)
-    param_sh = partitioning.tree_shardings(axes, params, mesh)
-    opt = jax.eval_shape(optimizer.init, params)
-    opt_sh = partitioning.opt_state_shardings(opt, param_sh, params, mesh)
-    shardings = {"step": jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-                 "params": param_sh, "opt_state": opt_sh}
+    layout = state_layout(SMALL_CFG, optimizer, mesh)
+    params, opt, shardings = layout.abstract_params, layout.abstract_opt_state, layout.shardings
     iterator = make_train_iterator(mixture="local_text", sequence_length=32, batch_size=8, seed=0,
                                    shard_mode="rows", process_index=process_index,
                                    process_count=process_count)

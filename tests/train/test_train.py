@@ -9,7 +9,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from codemix import config as cm_config
 from codemix.data.pipeline import make_train_iterator
@@ -18,6 +17,7 @@ from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.train import checkpointing, partitioning
 from codemix.train.optimizer import make_optimizer, make_schedule
+from codemix.train.state import fresh_state, state_layout
 from codemix.train.step import jit_train_step, make_train_step
 from codemix.train.trainer import train
 from tests.train.helpers import MICRO, TINY_GIN
@@ -39,25 +39,24 @@ def test_loss_falls_on_real_text(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [35, 40]
 
+    # Resuming with another number of processes is refused with the fix named:
+    # each process's data-iterator state belongs to that process.
+    other = make_train_iterator("local_text", sequence_length=64, batch_size=8, seed=0,
+                                process_index=0, process_count=2)
+    ckpt = checkpointing.Checkpointer(str(tmp_path), 5, 2, async_save=False)
+    with pytest.raises(ValueError, match="written by 1 processes.*relaunch with 1"):
+        ckpt.restore(40, {}, {}, other)
+    ckpt.close()
+
 
 def _setup(cfg, mesh, accum=1):
     schedule = make_schedule(10, "cosine", peak=1e-2, warmup_steps=2)
     opt = make_optimizer(schedule)
-    _, axes = decoder.graphdef_and_axes(cfg)
-    abstract = decoder.abstract_params(cfg)
-    psh = partitioning.tree_shardings(axes, abstract, mesh)
-    osh = partitioning.opt_state_shardings(jax.eval_shape(opt.init, abstract), psh, abstract, mesh)
-    rep = NamedSharding(mesh, P())
-    ssh = {"step": rep, "params": psh, "opt_state": osh}
-    row = partitioning.batch_sharding(mesh, 2)
-    bsh = {k: row for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
-                            "decoder_positions", "decoder_loss_weights")}
-    bsh["source_id"] = bsh["epoch"] = partitioning.batch_sharding(mesh, 1)
-    params = jax.device_put(decoder.init_params(cfg, 0), psh)
-    state = {"step": jax.device_put(np.int32(0), rep), "params": params,
-             "opt_state": jax.jit(opt.init, out_shardings=osh)(params)}
-    step = jit_train_step(make_train_step(cfg, opt, schedule, 1, accum, row), ssh, bsh, mesh)
-    return state, step, bsh
+    layout = state_layout(cfg, opt, mesh)
+    state = fresh_state(cfg, opt, layout, seed=0)
+    step = jit_train_step(make_train_step(cfg, opt, schedule, 1, accum, layout.row_sharding),
+                          layout.shardings, layout.batch_shardings, mesh)
+    return state, step, layout.batch_shardings
 
 
 def _run_steps(cfg, mesh, batches, accum=1):

@@ -1,0 +1,73 @@
+"""Where the train state lives: abstract shapes and shardings, from one place.
+
+`state_layout` derives, for a model config, an optimizer and a mesh, the
+abstract params and optimizer state and the NamedShardings of the whole train
+state {"step", "params", "opt_state"} and of a batch. The trainer, the
+planner, benchmarks and tests all use it, so they shard identically.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from codemix.model import decoder
+from codemix.model.config import ModelConfig
+from codemix.train import partitioning
+
+ROW_FEATURES = (
+    "decoder_input_tokens",
+    "decoder_target_tokens",
+    "decoder_segment_ids",
+    "decoder_positions",
+    "decoder_loss_weights",
+)
+VECTOR_FEATURES = ("source_id", "epoch")
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+    abstract_params: dict
+    abstract_opt_state: object
+    shardings: dict  # {"step", "params", "opt_state"}
+    batch_shardings: dict  # feature -> NamedSharding
+    row_sharding: NamedSharding
+    mesh: Mesh
+
+    def abstract_state(self) -> dict:
+        return {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": self.abstract_params,
+                "opt_state": self.abstract_opt_state}
+
+    def abstract_batch(self, global_batch: int, seq_len: int) -> dict:
+        out = {k: jax.ShapeDtypeStruct((global_batch, seq_len),
+                                       jnp.float32 if k == "decoder_loss_weights" else jnp.int32)
+               for k in ROW_FEATURES}
+        out.update({k: jax.ShapeDtypeStruct((global_batch,), jnp.int32) for k in VECTOR_FEATURES})
+        return out
+
+
+def state_layout(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh) -> StateLayout:
+    _, axes = decoder.graphdef_and_axes(cfg)
+    abstract_params = decoder.abstract_params(cfg)
+    param_sh = partitioning.tree_shardings(axes, abstract_params, mesh)
+    abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+    opt_sh = partitioning.opt_state_shardings(abstract_opt, param_sh, abstract_params, mesh)
+    row = partitioning.batch_sharding(mesh, 2)
+    vec = partitioning.batch_sharding(mesh, 1)
+    batch_sh = {**{k: row for k in ROW_FEATURES}, **{k: vec for k in VECTOR_FEATURES}}
+    shardings = {"step": NamedSharding(mesh, P()), "params": param_sh, "opt_state": opt_sh}
+    return StateLayout(abstract_params, abstract_opt, shardings, batch_sh, row, mesh)
+
+
+def fresh_state(cfg: ModelConfig, optimizer: optax.GradientTransformation, layout: StateLayout,
+                seed: int = 0, params: dict | None = None) -> dict:
+    """Step 0 with new (or given) params and a fresh optimizer state, sharded."""
+    sh = layout.shardings
+    if params is None:
+        params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=sh["params"])()
+    opt_state = jax.jit(optimizer.init, out_shardings=sh["opt_state"])(params)
+    return {"step": jax.device_put(np.int32(0), sh["step"]), "params": params, "opt_state": opt_state}
