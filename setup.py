@@ -27,6 +27,8 @@ CORE = [
     "gguf>=0.10",
     "safetensors>=0.4",
     "regex>=2023.0",
+    # The LLM judge's OpenAI-compatible HTTP client.
+    "httpx>=0.25",
     # Analysis: runs -> tables (codemix/analysis) and PNG plots (Agg canvas).
     "pandas>=2.0",
     "matplotlib>=3.7",
