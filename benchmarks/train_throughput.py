@@ -56,6 +56,7 @@ def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: st
         "decoder_positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy(),
         "decoder_loss_weights": np.ones((batch, seq_len), np.float32),
         "source_id": np.zeros((batch,), np.int32),
+        "epoch": np.zeros((batch,), np.int32),
     }
     b = {k: jax.device_put(v, bsh[k]) for k, v in host.items()}
     t0 = time.perf_counter()
