@@ -39,6 +39,8 @@ class ModelConfig:
       remat: activation recomputation per block: "none", "full" (save nothing),
         "dots" (save matmul outputs) or "dots_no_batch".
       z_loss: weight of the log(Z)^2 auxiliary loss (0 disables it; PaLM used 1e-4).
+      attention_block: query block size of training-time attention; blocks
+        above the causal diagonal are skipped. 0 scores the whole row at once.
       init_std: stddev of the normal initialiser for embeddings and kernels.
     """
 
@@ -59,6 +61,7 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: str = "none"
     z_loss: float = 0.0
+    attention_block: int = 128
     init_std: float = 0.02
 
     def __post_init__(self):
