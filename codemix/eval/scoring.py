@@ -1,23 +1,36 @@
 """Log-likelihood of continuations given contexts, scored in packed batches.
 
 A request is (context tokens, continuation tokens). Its token sequence
-s = context + continuation is fed as inputs s[:-1] with targets s[1:], so it
-occupies len(s) - 1 slots, and its score is the sum of log P(target) over the
-last len(continuation) slots.
+s = context + continuation is fed as inputs s[:-1] with targets s[1:], and its
+score is the sum of log P(target) over the len(continuation) targets that are
+continuation tokens.
 
-Packing (first-fit decreasing): requests are sorted by length, longest first,
-and each goes into the first row of `row_len` slots with room left, else a new
-row (requests longer than `row_len` go to rows of 2x, 4x, ... its length, see
-`score_packed`). Inside a row each request is its own segment (segment ids 1, 2, ...;
-0 is padding) and its positions restart at 0, so the decoder's packing-aware
-causal mask makes every request see only its own tokens: the log-likelihoods
-equal those of scoring each request alone. Rows are batched `batch_size` at a
-time with a fixed shape, so one compiled function serves a whole benchmark.
-A request longer than `max_row_len` keeps its continuation and the end of its
-context (left truncation, counted and logged).
+Shared contexts. Requests with the same context (the choices of one
+multiple-choice question) form a group that holds its context once: a group
+is laid out as the shared prefix (inputs context[:-1], branch 0), then one
+branch per continuation (inputs context[-1] + continuation[:-1], targets the
+continuation, branch j). The decoder's branch-aware mask lets a branch see the
+prefix and itself but not its siblings, and each branch's positions continue
+from the prefix, so every continuation gets exactly the log-likelihood it would
+get alone. A group occupies len(context) - 1 + sum(len(continuations)) slots
+instead of sum(len(context) + len(continuation) - 1).
 
-`score_naive` scores one request per call (padded to a multiple of 64 tokens);
-it is the baseline of benchmarks/eval_throughput.py and a reference in tests.
+Packing (first-fit decreasing): groups are sorted by size, largest first, and
+each goes into the first row of `row_len` slots with room left, else a new row
+(groups longer than `row_len` go to rows of 2x, 4x, ... their size, see
+`score_packed`). Inside a row each group is its own segment (segment ids
+1, 2, ...; 0 is padding) and its positions restart at 0. Rows are batched
+`batch_size` at a time with a fixed shape, so one compiled function serves a
+whole benchmark. Only the scored slots go through the output projection and
+the softmax over the vocabulary; on a small model that projection is a large
+part of the cost. A group too long for `max_row_len` is split into several
+groups (each with its own copy of the context); a single request that is still
+too long keeps its continuation and the end of its context (left truncation,
+counted and logged).
+
+`score_naive` scores one request per call (padded to a multiple of 64 tokens,
+full logits); it is the baseline of benchmarks/eval_throughput.py and a
+reference in tests.
 """
 from __future__ import annotations
 
@@ -35,6 +48,8 @@ from codemix.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
+FEATURES = ("inputs", "targets", "segment_ids", "positions", "branch_ids")
+
 
 @dataclasses.dataclass(frozen=True)
 class Request:
@@ -51,58 +66,118 @@ def token_logprobs(cfg: ModelConfig, params, inputs, targets, segment_ids, posit
     return jnp.where(segment_ids > 0, lp, 0.0)
 
 
-def _fit(req: Request, row_len: int) -> tuple[list[int], int, bool]:
-    """Token sequence (context + continuation) cut to row_len + 1 tokens, the
-    number of scored targets, and whether the context was truncated."""
-    cont = list(req.continuation)
-    ctx = list(req.context)
-    if not cont:
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def scored_logprobs(cfg: ModelConfig, params, inputs, segment_ids, positions, branch_ids,
+                    flat_slots, flat_targets):
+    """log P(target) at chosen slots only: `flat_slots` [k] index the batch's
+    slots flattened row-major, `flat_targets` [k] are their targets."""
+    hidden, _ = decoder.apply(cfg, params, inputs, segment_ids, positions,
+                              branch_ids=branch_ids, output="hidden")
+    h = hidden.reshape(-1, hidden.shape[-1])[flat_slots]
+    logits = decoder.project(cfg, params, h)
+    picked = jnp.take_along_axis(logits, flat_targets[:, None], axis=-1)[:, 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def _check(req: Request) -> None:
+    if not req.continuation:
         raise ValueError("a log-likelihood request needs a non-empty continuation.")
-    if not ctx:
+    if not req.context:
         raise ValueError("a log-likelihood request needs at least one context token.")
-    if len(cont) > row_len:
-        raise ValueError(
-            f"continuation of {len(cont)} tokens does not fit a row of {row_len}; raise row_len."
-        )
-    seq = ctx + cont
-    truncated = len(seq) - 1 > row_len
-    if truncated:
-        seq = seq[len(seq) - 1 - row_len :]
-    return seq, len(cont), truncated
+
+
+@dataclasses.dataclass
+class _Group:
+    context: list[int]
+    members: list[int]  # request indices
+    continuations: list[list[int]]
+
+    @property
+    def size(self) -> int:
+        return len(self.context) - 1 + sum(len(c) for c in self.continuations)
+
+
+def group_requests(requests: Sequence[Request], max_len: int) -> tuple[list[_Group], int]:
+    """Groups of requests sharing a context, each at most `max_len` slots.
+
+    Returns (groups, number of requests whose context was left-truncated)."""
+    by_context: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        _check(r)
+        by_context.setdefault(tuple(r.context), []).append(i)
+    groups, truncated = [], 0
+    for ctx, idx in by_context.items():
+        ctx = list(ctx)
+        current = _Group(ctx, [], [])
+        for i in idx:
+            cont = list(requests[i].continuation)
+            if len(cont) > max_len:
+                raise ValueError(f"continuation of {len(cont)} tokens does not fit a row of "
+                                 f"{max_len}; raise row_len / max_row_len.")
+            if len(ctx) - 1 + len(cont) > max_len:  # too long even alone: truncate its context
+                keep = max_len - len(cont) + 1
+                groups.append(_Group(ctx[len(ctx) - keep:], [i], [cont]))
+                truncated += 1
+                continue
+            if current.members and current.size + len(cont) > max_len:
+                groups.append(current)
+                current = _Group(ctx, [], [])
+            current.members.append(i)
+            current.continuations.append(cont)
+        if current.members:
+            groups.append(current)
+    return groups, truncated
 
 
 def pack(requests: Sequence[Request], row_len: int):
-    """First-fit-decreasing packing. Returns (arrays dict of [rows, row_len],
-    spans: per request (row, first scored slot, end slot), truncated count)."""
-    fitted = [_fit(r, row_len) for r in requests]
-    truncated = sum(t for _, _, t in fitted)
-    order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
+    """Group by context, then first-fit-decreasing packing into rows of
+    `row_len` slots. Returns (arrays: dict of [rows, row_len] int32 for
+    FEATURES, spans: per request (row, first scored slot, end slot), number of
+    left-truncated requests)."""
+    groups, truncated = group_requests(requests, row_len)
+    return _pack_groups(groups, len(requests), row_len) + (truncated,)
+
+
+def _pack_groups(groups: list[_Group], n_requests: int, row_len: int):
+    order = sorted(range(len(groups)), key=lambda g: -groups[g].size)
     free = np.zeros((0,), np.int64)  # free slots per row
-    placement = [None] * len(fitted)
-    for i in order:
-        need = len(fitted[i][0]) - 1
+    placement: list = [None] * len(groups)
+    for g in order:
+        need = groups[g].size
         fits = np.nonzero(free >= need)[0]
         if fits.size:
             row = int(fits[0])
         else:
             row = free.size
             free = np.append(free, row_len)
-        placement[i] = (row, row_len - int(free[row]))
+        placement[g] = (row, row_len - int(free[row]))
         free[row] -= need
     rows = int(free.size)
-    arrays = {k: np.zeros((rows, row_len), np.int32) for k in ("inputs", "targets", "segment_ids", "positions")}
+    arrays = {k: np.zeros((rows, row_len), np.int32) for k in FEATURES}
     next_seg = np.ones((rows,), np.int32)
-    spans = []
-    for i, (seq, n_cont, _) in enumerate(fitted):
-        row, start = placement[i]
-        n = len(seq) - 1
-        arrays["inputs"][row, start : start + n] = seq[:-1]
-        arrays["targets"][row, start : start + n] = seq[1:]
-        arrays["segment_ids"][row, start : start + n] = next_seg[row]
-        arrays["positions"][row, start : start + n] = np.arange(n)
+    spans: list = [None] * n_requests
+    for g, group in enumerate(groups):
+        row, at = placement[g]
+        ctx = group.context
+        seg = next_seg[row]
         next_seg[row] += 1
-        spans.append((row, start + n - n_cont, start + n))
-    return arrays, spans, truncated
+        shared = len(ctx) - 1
+        a = arrays
+        a["inputs"][row, at:at + shared] = ctx[:-1]
+        a["targets"][row, at:at + shared] = ctx[1:]
+        a["positions"][row, at:at + shared] = np.arange(shared)
+        a["segment_ids"][row, at:at + shared] = seg
+        at += shared
+        for branch, (i, cont) in enumerate(zip(group.members, group.continuations), start=1):
+            m = len(cont)
+            a["inputs"][row, at:at + m] = [ctx[-1]] + cont[:-1]
+            a["targets"][row, at:at + m] = cont
+            a["positions"][row, at:at + m] = np.arange(shared, shared + m)
+            a["segment_ids"][row, at:at + m] = seg
+            a["branch_ids"][row, at:at + m] = branch
+            spans[i] = (row, at, at + m)
+            at += m
+    return arrays, spans
 
 
 def row_lengths(row_len: int, max_row_len: int) -> list[int]:
@@ -124,47 +199,64 @@ def score_packed(
 ) -> np.ndarray:
     """Sum of continuation log-probabilities per request (float64 [n]).
 
-    Requests that fit `row_len` slots are packed into rows of that length;
-    longer ones go to rows of 2x, 4x, ... `row_len` (up to `max_row_len`,
-    beyond which contexts are left-truncated), with proportionally fewer rows
-    per call so every call holds about batch_size * row_len tokens. Short rows
-    keep the attention matrix (quadratic in the row length) small, which is
-    what costs most on CPU.
+    Groups (requests sharing a context) that fit `row_len` slots are packed
+    into rows of that length; longer ones go to rows of 2x, 4x, ... `row_len`
+    (up to `max_row_len`, beyond which groups are split and single requests
+    left-truncated), with proportionally fewer rows per call so every call
+    holds about batch_size * row_len tokens. Short rows keep the attention
+    matrix (quadratic in the row length) small.
     """
     if not requests:
         return np.zeros((0,))
     sizes = row_lengths(row_len, max_row_len)
-    buckets: dict[int, list[int]] = {}
-    for i, r in enumerate(requests):
-        need = len(r.context) + len(r.continuation) - 1
-        buckets.setdefault(next((L for L in sizes if need <= L), sizes[-1]), []).append(i)
+    groups, truncated = group_requests(requests, sizes[-1])
+    if truncated:
+        log.warning("%d of %d requests were longer than %d tokens; their contexts were "
+                    "left-truncated", truncated, len(requests), sizes[-1])
+    buckets: dict[int, list[_Group]] = {}
+    for g in groups:
+        buckets.setdefault(next(L for L in sizes if g.size <= L), []).append(g)
     out = np.zeros((len(requests),))
-    for length, idx in sorted(buckets.items()):
+    for length, bucket in sorted(buckets.items()):
         rows = max(1, batch_size * row_len // length)
-        out[idx] = _score_bucket(cfg, params, [requests[i] for i in idx], length, rows, progress)
+        _score_bucket(cfg, params, bucket, len(requests), length, rows, progress, out)
     return out
 
 
-def _score_bucket(cfg, params, requests, row_len, batch_size, progress) -> np.ndarray:
-    arrays, spans, truncated = pack(requests, row_len)
-    if truncated:
-        log.warning("%d of %d requests were longer than %d tokens; their contexts were "
-                    "left-truncated", truncated, len(requests), row_len)
+def _score_bucket(cfg, params, groups, n_requests, row_len, batch_size, progress, out) -> None:
+    arrays, spans = _pack_groups(groups, n_requests, row_len)
     rows = arrays["inputs"].shape[0]
     padded = -(-rows // batch_size) * batch_size
     if padded > rows:  # extra all-padding rows keep the batch shape fixed
         arrays = {k: np.concatenate([v, np.zeros((padded - rows, row_len), np.int32)]) for k, v in arrays.items()}
+    scored = np.zeros((padded, row_len), bool)
+    for span in spans:
+        if span is not None:
+            scored[span[0], span[1]:span[2]] = True
+    # One static number of scored slots per call for the whole bucket (the
+    # largest any batch needs, rounded up), so it compiles once.
+    per_batch = scored.reshape(padded // batch_size, -1).sum(axis=1)
+    k = int(min(-(-per_batch.max() // 64) * 64, batch_size * row_len))
     starts = range(0, padded, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"score (rows of {row_len})", unit="batch", leave=False)
-    outs = []
+    lp = np.zeros((padded, row_len))
     for s in starts:
-        b = {k: v[s : s + batch_size] for k, v in arrays.items()}
-        outs.append(token_logprobs(cfg, params, b["inputs"], b["targets"], b["segment_ids"], b["positions"]))
-    lp = np.concatenate([np.asarray(o, np.float64) for o in outs])
-    return np.array([lp[row, a:b].sum() for row, a, b in spans])
+        b = {name: v[s:s + batch_size] for name, v in arrays.items()}
+        flat = np.flatnonzero(scored[s:s + batch_size])
+        slots = np.zeros((k,), np.int32)
+        slots[:flat.size] = flat
+        targets = b["targets"].reshape(-1)[slots]
+        res = scored_logprobs(cfg, params, b["inputs"], b["segment_ids"], b["positions"],
+                              b["branch_ids"], slots, targets)
+        r, c = np.divmod(flat, row_len)
+        lp[s + r, c] = np.asarray(res, np.float64)[:flat.size]
+    for i, span in enumerate(spans):
+        if span is not None:
+            row, a, z = span
+            out[i] = lp[row, a:z].sum()
 
 
 def score_naive(cfg: ModelConfig, params: dict, requests: Sequence[Request], pad_multiple: int = 64) -> np.ndarray:

@@ -23,8 +23,8 @@ _REMAT = {
 }
 
 
-def _run_block(block, x, segment_ids, positions, cache):
-    return block(x, segment_ids, positions, cache)
+def _run_block(block, x, segment_ids, positions, cache, branch_ids):
+    return block(x, segment_ids, positions, cache, branch_ids)
 
 
 class Decoder(nnx.Module):
@@ -48,12 +48,17 @@ class Decoder(nnx.Module):
                 axes=("embed", "vocab"),
             )
 
-    def __call__(self, tokens, segment_ids=None, positions=None, caches=None):
+    def __call__(self, tokens, segment_ids=None, positions=None, caches=None, branch_ids=None,
+                 output: str = "logits"):
         """tokens, segment_ids, positions: [batch, length] int32.
 
         Without segment ids the row is one document; without positions they
         count from 0 within each segment's first slot (plain rows: 0..L-1).
-        Returns (logits [batch, length, vocab] float32, new caches or None).
+        `branch_ids` (optional, [batch, length]) share a context between
+        continuations, see `layers.attention_mask`.
+        Returns (logits [batch, length, vocab] float32, new caches or None);
+        with output="hidden", the final-normed hidden states [batch, length,
+        d_model] instead of logits (project them with `project`).
         """
         cfg = self.cfg
         if segment_ids is None:
@@ -67,15 +72,22 @@ class Decoder(nnx.Module):
         new_caches = [] if caches is not None else None
         for i, block in enumerate(self.layers):
             cache = None if caches is None else caches[i]
-            x, new_cache = run(block, x, segment_ids, positions, cache)
+            x, new_cache = run(block, x, segment_ids, positions, cache, branch_ids)
             if caches is not None:
                 new_caches.append(new_cache)
         x = self.final_norm(x)
+        if output == "hidden":
+            return x, new_caches
+        return self.project(x), new_caches
+
+    def project(self, x):
+        """Final-normed hidden states [..., d_model] -> float32 logits [..., vocab]."""
+        cfg = self.cfg
         if cfg.tie_embeddings:
-            logits = jnp.einsum("bld,vd->blv", x, self.embed[...].astype(cfg.compute_dtype))
+            logits = jnp.einsum("...d,vd->...v", x, self.embed[...].astype(cfg.compute_dtype))
         else:
             logits = x @ self.lm_head[...].astype(cfg.compute_dtype)
-        return logits.astype(jnp.float32), new_caches
+        return logits.astype(jnp.float32)
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> list[dict]:
@@ -131,10 +143,17 @@ def _graphdef(cfg: ModelConfig):
     return graphdef_and_axes(cfg)[0]
 
 
-def apply(cfg: ModelConfig, params: dict, tokens, segment_ids=None, positions=None, caches=None):
-    """Run the decoder on a pure-dict of params. Returns (logits, caches)."""
+def apply(cfg: ModelConfig, params: dict, tokens, segment_ids=None, positions=None, caches=None,
+          branch_ids=None, output: str = "logits"):
+    """Run the decoder on a pure-dict of params. Returns (logits, caches)
+    (or (hidden, caches) with output="hidden"; see `Decoder.__call__`)."""
     model = nnx.merge(_graphdef(cfg), params)
-    return model(tokens, segment_ids, positions, caches)
+    return model(tokens, segment_ids, positions, caches, branch_ids, output)
+
+
+def project(cfg: ModelConfig, params: dict, hidden):
+    """Logits (float32) of final-normed hidden states from `apply(output="hidden")`."""
+    return nnx.merge(_graphdef(cfg), params).project(hidden)
 
 
 def param_count(params_or_abstract: dict) -> int:

@@ -57,17 +57,26 @@ def rope(x, positions, theta: float):
     return out.astype(x.dtype)
 
 
-def attention_mask(q_segments, k_segments, q_slots, k_slots):
+def attention_mask(q_segments, k_segments, q_slots, k_slots, q_branches=None, k_branches=None):
     """Boolean [batch, 1, q, k] mask: same document, not padding, causal.
 
     Slots are indices in the row (or in the KV cache), so causality follows the
     order of tokens in the row; segment ids keep packed documents apart, and
     segment id 0 marks padding.
+
+    Branch ids (optional, evaluation only) let several continuations share one
+    copy of their context inside a segment: branch 0 is the shared prefix, and
+    a token of branch j > 0 sees the prefix and its own branch, never another
+    branch. A row without branches is all branch 0.
     """
     same_doc = q_segments[:, :, None] == k_segments[:, None, :]
     not_pad = (q_segments[:, :, None] != 0) & (k_segments[:, None, :] != 0)
     causal = k_slots[:, None, :] <= q_slots[:, :, None]
-    return (same_doc & not_pad & causal)[:, None, :, :]
+    mask = same_doc & not_pad & causal
+    if q_branches is not None:
+        kb = k_branches[:, None, :]
+        mask = mask & ((kb == 0) | (kb == q_branches[:, :, None]))
+    return mask[:, None, :, :]
 
 
 def _attend(q, k, v, mask):
@@ -92,7 +101,7 @@ def _attend(q, k, v, mask):
     return o.reshape(b, lq, n, h)
 
 
-def block_causal_attention(q, k, v, segment_ids, block: int):
+def block_causal_attention(q, k, v, segment_ids, block: int, branch_ids=None):
     """Training-time attention over a whole row, skipping the blocks above the
     causal diagonal.
 
@@ -100,17 +109,21 @@ def block_causal_attention(q, k, v, segment_ids, block: int):
     keys 0 .. (i+1)*block - 1, so about half of the score matrix is never
     computed. Within that, the segment-id mask keeps packed documents apart
     exactly as `attention_mask` does. Falls back to one block when the length
-    is not a multiple of `block` (or `block` is 0).
+    is not a multiple of `block` (or `block` is 0). `branch_ids`: see
+    `attention_mask`.
     """
     b, length = segment_ids.shape
     slots = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+    br = branch_ids
     if block <= 0 or length % block or length <= block:
-        return _attend(q, k, v, attention_mask(segment_ids, segment_ids, slots, slots)[:, 0])
+        return _attend(q, k, v, attention_mask(segment_ids, segment_ids, slots, slots, br, br)[:, 0])
     outs = []
     for start in range(0, length, block):
         end = start + block
         mask = attention_mask(segment_ids[:, start:end], segment_ids[:, :end],
-                              slots[:, start:end], slots[:, :end])[:, 0]
+                              slots[:, start:end], slots[:, :end],
+                              None if br is None else br[:, start:end],
+                              None if br is None else br[:, :end])[:, 0]
         outs.append(_attend(q[:, start:end], k[:, :end], v[:, :end], mask))
     return jnp.concatenate(outs, axis=1)
 
@@ -138,13 +151,14 @@ class Attention(nnx.Module):
         out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
         self.o = _param(rngs, (n, h, d), ("heads", "kv", "embed"), cfg, std=out_std)
 
-    def __call__(self, x, segment_ids, positions, cache=None):
+    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None):
         """Returns (output, new_cache). `cache` is None for training.
 
         A cache is a dict with "k", "v" ([batch, max_len, kv_heads, head_dim]),
         "segment_ids" ([batch, max_len]) and "index" (scalar int32: the slot the
         first token of `x` goes to). Decoding with it gives the same result as
-        running the whole row at once.
+        running the whole row at once. `branch_ids` (no cache): see
+        `attention_mask`.
         """
         cfg = self.cfg
         dt = cfg.compute_dtype
@@ -155,9 +169,11 @@ class Attention(nnx.Module):
         q = rope(q, positions, cfg.rope_theta)
         k = rope(k, positions, cfg.rope_theta)
         if cache is None:
-            out = block_causal_attention(q, k, v, segment_ids, cfg.attention_block)
+            out = block_causal_attention(q, k, v, segment_ids, cfg.attention_block, branch_ids)
             new_cache = None
         else:
+            if branch_ids is not None:
+                raise ValueError("branch ids are not supported with a KV cache.")
             length, batch = x.shape[1], x.shape[0]
             index = cache["index"]
             k_all = jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), index, 1)
@@ -210,9 +226,9 @@ class Block(nnx.Module):
             self.mlp_norm = Norm(cfg)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, segment_ids, positions, cache=None):
+    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None):
         h = self.attn_norm(x)
-        attn_out, new_cache = self.attn(h, segment_ids, positions, cache)
+        attn_out, new_cache = self.attn(h, segment_ids, positions, cache, branch_ids)
         if self.parallel:
             return x + attn_out + self.mlp(h), new_cache
         x = x + attn_out
