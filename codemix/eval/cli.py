@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import time
 
 from codemix.eval import tasks
@@ -37,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe_unsandboxed_execution", action="store_true",
                         help="DANGEROUS: run generated code without bubblewrap (rlimits and timeout only)")
     parser.add_argument("--save_details", default=None, help="optional JSON of per-example predictions")
+    parser.add_argument("--no_resume", action="store_true",
+                        help="re-evaluate every benchmark even if <output>.parts/ holds finished ones")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +69,16 @@ def run(args: argparse.Namespace) -> int:
                             gen_batch_size=args.gen_batch_size, num_samples=args.num_samples,
                             temperature=args.temperature, progress=True)
     start = time.perf_counter()
+    # Finished benchmarks are kept in <output>.parts/ so a long evaluation
+    # that is interrupted resumes with the next unfinished benchmark.
+    parts_dir = args.output + ".parts"
+    if args.no_resume and os.path.isdir(parts_dir):
+        shutil.rmtree(parts_dir)
+    parts_key = {"checkpoint": os.path.abspath(info.path), "step": info.step,
+                 "num_shots": args.num_shots, "fewshot_seed": args.fewshot_seed,
+                 "num_samples": args.num_samples, "temperature": args.temperature}
     records, seconds, details = Evaluator(cfg, params, vocab, settings, sandbox).run(
-        names, args.limit, run_name=info.run, step=info.step)
+        names, args.limit, run_name=info.run, step=info.step, parts_dir=parts_dir, parts_key=parts_key)
     meta = {"checkpoint": info.path, "limit": args.limit, "num_shots": args.num_shots,
             "fewshot_seed": args.fewshot_seed, "num_samples": args.num_samples,
             "seconds": seconds, "total_seconds": time.perf_counter() - start}

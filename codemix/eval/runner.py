@@ -222,12 +222,68 @@ class Evaluator:
         log.info("%s: %s (n=%d, %.1fs)", name, summary, evaluated, seconds)
         return BenchmarkResult(bench, per_example, seconds, details)
 
-    def run(self, names: Sequence[str], limit: int | None = None, run_name: str = "", step: int = -1):
-        """Evaluate `names`; returns (records, {benchmark: seconds}, details)."""
-        results = [self.evaluate(n, limit) for n in names]
+    def run(self, names: Sequence[str], limit: int | None = None, run_name: str = "", step: int = -1,
+            parts_dir: str | None = None, parts_key: dict | None = None):
+        """Evaluate `names`; returns (records, {benchmark: seconds}, details).
+
+        With `parts_dir`, each finished benchmark's per-example scores are saved
+        there as <name>.json together with `parts_key` (what was evaluated and
+        how); a later call with the same key loads them instead of evaluating
+        again, so an interrupted multi-hour evaluation resumes where it stopped.
+        """
+        results = []
+        for n in names:
+            result = load_part(parts_dir, n, parts_key, limit) if parts_dir else None
+            if result is None:
+                result = self.evaluate(n, limit)
+                if parts_dir:
+                    save_part(parts_dir, result, parts_key, limit)
+            else:
+                log.info("%s: loaded finished scores from %s", n, parts_dir)
+            results.append(result)
         return (make_records(results, run_name, step, self.settings.bootstrap_resamples),
                 {r.benchmark.name: r.seconds for r in results},
                 {r.benchmark.name: r.details for r in results})
+
+
+def _part_key(key: dict | None, limit: int | None) -> dict:
+    return {**(key or {}), "limit": limit}
+
+
+def save_part(parts_dir: str, result: BenchmarkResult, key: dict | None, limit: int | None) -> None:
+    """One finished benchmark's per-example scores (see `Evaluator.run`)."""
+    os.makedirs(parts_dir, exist_ok=True)
+    doc = {"key": _part_key(key, limit), "benchmark": result.benchmark.name, "seconds": result.seconds,
+           "per_example": {m: v.tolist() for m, v in result.per_example.items()},
+           "details": result.details}
+    path = os.path.join(parts_dir, f"{result.benchmark.name}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f, default=_jsonable)
+    os.replace(path + ".tmp", path)
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"can't save {type(x).__name__} in an eval part file")
+
+
+def load_part(parts_dir: str, name: str, key: dict | None, limit: int | None) -> BenchmarkResult | None:
+    """The saved result of `name` if it was made with the same key, else None
+    (a part made with other settings is ignored and later overwritten)."""
+    path = os.path.join(parts_dir, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        doc = json.load(f)
+    if doc.get("key") != json.loads(json.dumps(_part_key(key, limit))):
+        log.info("%s: ignoring %s, made with other settings", name, path)
+        return None
+    return BenchmarkResult(tasks.get_benchmark(name),
+                           {m: np.asarray(v) for m, v in doc["per_example"].items()},
+                           float(doc["seconds"]), doc["details"])
 
 
 def make_records(results: Sequence[BenchmarkResult], run: str, step: int, resamples: int = 1000) -> list[dict]:

@@ -119,3 +119,20 @@ def test_generation_benchmark_uses_exact_match_and_code_runs_tests(monkeypatch):
     assert [d["prediction"] for d in details["toy_qa"]] == ["The Paris.", "5"]
     assert by[("toy_code", "pass@1")] == 1.0
     assert by[("category:code", "mean")] == 1.0
+
+
+def test_finished_benchmarks_are_saved_and_reloaded_not_rescored(toy_benchmarks, tmp_path, monkeypatch):
+    parts = str(tmp_path / "results.json.parts")
+    key = {"checkpoint": "/ckpt", "num_shots": 0}
+    first = _evaluator(row_len=64, batch_size=4).run(["toy_mc", "toy_mc2"], limit=5, run_name="r",
+                                                      parts_dir=parts, parts_key=key)[0]
+
+    def fail(*a, **k):
+        raise AssertionError("a finished benchmark was scored again")
+
+    monkeypatch.setattr(scoring, "score_packed", fail)
+    again = _evaluator().run(["toy_mc", "toy_mc2"], limit=5, run_name="r", parts_dir=parts, parts_key=key)[0]
+    assert again == first
+    # Other settings (here the limit) do not reuse the saved scores.
+    with pytest.raises(AssertionError, match="scored again"):
+        _evaluator().run(["toy_mc"], limit=6, parts_dir=parts, parts_key=key)
