@@ -155,7 +155,10 @@ class Evaluator:
         return {"acc": np.array(acc), "acc_norm": np.array(acc_norm)}, details
 
     def _generate(self, bench, prompts: list[str], num_samples: int, temperature: float) -> list[str]:
-        stops = decode.StopSequences(bench.stop_sequences, self.detokenize)
+        # Short answers (knowledge) may start on a new line; code keeps its
+        # layout, so a stop at the very start is a real (empty) completion.
+        stops = decode.StopSequences(bench.stop_sequences, self.detokenize,
+                                     skip_leading_whitespace=bench.kind == "generation")
         token_prompts = [self.encode(p)[-self.settings.max_prompt_tokens :] for p in prompts]
         token_prompts = [t or [self.vocab.eos_id] for t in token_prompts]
         repeated = [t for t in token_prompts for _ in range(num_samples)]

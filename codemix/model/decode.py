@@ -39,25 +39,38 @@ class StopSequences:
 
     `is_done(tokens)` decodes the generated tokens and reports whether any stop
     string occurs in them; `truncate(text)` cuts at the earliest occurrence.
+    With `skip_leading_whitespace`, stops are only looked for after the first
+    non-whitespace character, so a short answer that the model starts on a new
+    line ("\nParis.") is not cut to nothing by a "\n" stop.
     """
 
-    def __init__(self, stops: Sequence[str], detokenize: Callable[[list[int]], str]):
+    def __init__(self, stops: Sequence[str], detokenize: Callable[[list[int]], str],
+                 skip_leading_whitespace: bool = False):
         self.stops = tuple(s for s in stops if s)
         self.detokenize = detokenize
+        self.skip_leading_whitespace = skip_leading_whitespace
+
+    def _start(self, text: str) -> int:
+        if not self.skip_leading_whitespace:
+            return 0
+        return len(text) - len(text.lstrip())
+
+    def _first_stop(self, text: str) -> int:
+        start, cut = self._start(text), -1
+        for s in self.stops:
+            i = text.find(s, start)
+            if i != -1 and (cut == -1 or i < cut):
+                cut = i
+        return cut
 
     def truncate(self, text: str) -> str:
-        cut = len(text)
-        for s in self.stops:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-        return text[:cut]
+        cut = self._first_stop(text)
+        return text if cut == -1 else text[:cut]
 
     def is_done(self, tokens: list[int]) -> bool:
         if not self.stops:
             return False
-        text = self.detokenize(tokens)
-        return any(s in text for s in self.stops)
+        return self._first_stop(self.detokenize(tokens)) != -1
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -88,3 +88,15 @@ def test_sampling_is_reproducible_by_seed_and_respects_valid_vocab(params):
 def test_empty_prompt_is_a_clear_error(params):
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         decode.generate(CFG, params, [[1], []], 4)
+
+
+def test_stop_sequences_can_skip_leading_whitespace():
+    detok = "".join
+    plain = decode.StopSequences(["\n", "."], detok)
+    short_answer = decode.StopSequences(["\n", "."], detok, skip_leading_whitespace=True)
+    text = "\n Paris.\nQuestion"
+    assert plain.truncate(text) == ""
+    assert short_answer.truncate(text) == "\n Paris"
+    assert not short_answer.is_done(list("\n  "))
+    assert short_answer.is_done(list("\nParis\n"))
+    assert short_answer.truncate("Rome") == "Rome"
