@@ -37,12 +37,12 @@ def _cpu_peak(dtype: str) -> float:
 
 
 def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: str | None,
-          accum: int = 1) -> dict:
+          accum: int = 1, overrides: dict | None = None) -> dict:
     import gin
 
     gin.clear_config()
     cm_config.parse([f"gin/models/{name}.gin"], finalize=False)
-    cfg = ModelConfig().replace(dtype=dtype)
+    cfg = ModelConfig().replace(dtype=dtype, **(overrides or {}))
     if remat:
         cfg = cfg.replace(remat=remat)
     mesh = partitioning.make_mesh()
@@ -100,6 +100,7 @@ def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: st
         "remat": cfg.remat,
         "batch": batch,
         "grad_accum_steps": accum,
+        "attention_block": cfg.attention_block,
         "seq_len": seq_len,
         "devices": jax.device_count(),
         "device_kind": kind,
@@ -123,10 +124,13 @@ def main() -> None:
     p.add_argument("--seq_len", type=int, default=512)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--remat", default=None)
+    p.add_argument("--model_param", action="append", default=[],
+                   help="ModelConfig override NAME=VALUE (int), e.g. attention_block=64; repeatable")
     p.add_argument("--accum", type=int, default=1,
                    help="gradient accumulation microbatches per step (batch / accum rows each)")
     args = p.parse_args()
-    results = [bench(m, args.steps, args.batch, args.seq_len, args.dtype, args.remat, args.accum)
+    results = [bench(m, args.steps, args.batch, args.seq_len, args.dtype, args.remat, args.accum,
+                     {k: int(v) for k, v in (kv.split("=", 1) for kv in args.model_param)})
                for m in args.models.split(",")]
     print(json.dumps({"host": platform.node(), "cpu_count": os.cpu_count(),
                       "jax": jax.__version__, "results": results}, indent=2))
