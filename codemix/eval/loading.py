@@ -86,6 +86,21 @@ def task_vocabulary(name: str) -> seqio.Vocabulary:
     return provider.output_features["targets"].vocabulary
 
 
+def run_data_vocabulary(name: str) -> seqio.Vocabulary:
+    """The vocabulary of a run's data (a family task, a registered mixture or a
+    gin mixture, registered here as the trainer would), with its file pinned
+    while the run's gin config (e.g. `VocabOptions`) is still parsed."""
+    from codemix.data import pipeline
+    from codemix.data.vocab import CodemixVocabulary
+
+    names, _ = pipeline.resolve_schedule(name)
+    vocab = task_vocabulary(names[0])
+    if isinstance(vocab, CodemixVocabulary):
+        # Resolves from the gin-bound VocabOptions now, not after the config is cleared.
+        vocab = seqio.SentencePieceVocabulary(vocab.sentencepiece_model_file)
+    return vocab
+
+
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
     """Where evaluated weights came from: names the rows of results.json."""
@@ -130,7 +145,7 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
                     f"{gin_file} binds neither make_train_iterator.mixture nor eval_vocabulary; "
                     f"the vocabulary is unknown."
                 )
-            vocab = task_vocabulary(mixture)
+            vocab = run_data_vocabulary(mixture)
         if vocab is None:
             raise codemix_config.ConfigError(
                 f"{gin_file} does not name a vocabulary; bind eval_vocabulary.task = '<seqio task>' "

@@ -112,3 +112,17 @@ def test_eval_hook_returns_metrics_and_writes_step_results(tmp_path, params):
     assert set(out) == {"eval/copa/acc", "eval/copa/acc_norm", "eval/category:reasoning/mean"}
     doc = json.loads((tmp_path / "eval" / "step_10.json").read_text())
     assert {r["step"] for r in doc["records"]} == {10}
+
+
+def test_a_workdir_trained_on_a_gin_mixture_loads_without_registering_it_first(tmp_path, params):
+    # Experiments train on mixtures declared only in gin (`<name>/mixture_spec`);
+    # `codemix eval` runs in a fresh process where nothing registered them yet.
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "operative_config.gin").write_text(
+        MODEL_GIN + "make_train_iterator.mixture = 'eval_only_mix'\n"
+        "eval_only_mix/mixture_spec.shares = {'local_text': 1.0}\n")
+    _save(d / "checkpoints" / "2" / "params", params)
+    cfg, _, vocab, info = loading.load_model_for_eval(str(d))
+    assert cfg == CFG and vocab.vocab_size == 259 and info.step == 2
+    assert not gin.config_str().strip()
