@@ -14,7 +14,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from codemix.model.config import ModelConfig
-from codemix.model.layers import Block, Norm
+from codemix.model.layers import Block, Norm, constrain
+
+# Logical axes of the residual stream (see layers.activation_sharding).
+RESIDUAL_AXES = ("batch", "length", None)
 
 _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -66,6 +69,7 @@ class Decoder(nnx.Module):
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+        x = constrain(x, RESIDUAL_AXES)
         run = _run_block
         if cfg.remat != "none" and caches is None:
             run = nnx.remat(_run_block, policy=_REMAT[cfg.remat])
@@ -73,6 +77,7 @@ class Decoder(nnx.Module):
         for i, block in enumerate(self.layers):
             cache = None if caches is None else caches[i]
             x, new_cache = run(block, x, segment_ids, positions, cache, branch_ids)
+            x = constrain(x, RESIDUAL_AXES)
             if caches is not None:
                 new_caches.append(new_cache)
         x = self.final_norm(x)
@@ -87,6 +92,8 @@ class Decoder(nnx.Module):
             logits = jnp.einsum("...d,vd->...v", x, self.embed[...].astype(cfg.compute_dtype))
         else:
             logits = x @ self.lm_head[...].astype(cfg.compute_dtype)
+        if logits.ndim == 3:
+            logits = constrain(logits, ("batch", "length", "vocab"))
         return logits.astype(jnp.float32)
 
 

@@ -1,5 +1,5 @@
-"""`codemix plan --gin_file ... [--accelerator v4-32 | --devices N]`: memory per
-device, FLOPs per step, steps for the token budget and wall time at an MFU,
+"""`codemix plan --gin_file ... [--accelerator v4-32 | --devices N] [--backend B]`:
+memory per device, FLOPs per step, steps for the token budget and wall time at an MFU,
 for the run the gin files describe (see codemix/train/planner.py)."""
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def add_arguments(p):
     p.add_argument("--gpu", default=None, help="GPU model for the peak FLOP/s, e.g. h100, a100")
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation for the wall time")
     p.add_argument("--hbm_gib", type=float, default=None, help="device memory to check against (GiB)")
+    p.add_argument("--backend", choices=("cpu", "tpu", "gpu"), default=None,
+                   help="whose XLA behaviour the temporaries follow (default: tpu with "
+                        "--accelerator, gpu with --gpu, else this host's JAX backend)")
     p.add_argument("--compile", action="store_true",
                    help="also compile the step on the local devices and print XLA's memory analysis")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -38,6 +41,13 @@ def _bindings(name: str) -> dict:
         return dict(gin.get_bindings(name))
     except (ValueError, KeyError):
         return {}
+
+
+def _local_backend() -> str:
+    import jax
+
+    platform = jax.default_backend()
+    return platform if platform in ("cpu", "tpu") else "gpu"
 
 
 def _fmt_bytes(n: float) -> str:
@@ -80,22 +90,31 @@ def run(args) -> int:
     peak = args.peak_flops or tr.get("peak_flops") or PEAK.get(kind)
     hbm = args.hbm_gib or HBM_GIB.get(kind)
     mesh = planner.mesh_shape(num_devices=devices, **mesh_spec)
-    p = planner.plan(
-        cfg,
-        global_batch=int(it.get("batch_size", 8)),
-        seq_len=int(it.get("sequence_length", 512)),
-        mesh=mesh,
-        grad_accum_steps=int(tr.get("grad_accum_steps", 1)),
-        token_budget=tr.get("token_budget"),
-        train_steps=tr.get("train_steps"),
-        peak_flops=peak,
-        mfu=args.mfu,
-    )
+    backend = args.backend or ("tpu" if args.accelerator else "gpu" if args.gpu else _local_backend())
+
+    def make_plan(backend):
+        return planner.plan(
+            cfg,
+            global_batch=int(it.get("batch_size", 8)),
+            seq_len=int(it.get("sequence_length", 512)),
+            mesh=mesh,
+            grad_accum_steps=int(tr.get("grad_accum_steps", 1)),
+            token_budget=tr.get("token_budget"),
+            train_steps=tr.get("train_steps"),
+            peak_flops=peak,
+            mfu=args.mfu,
+            backend=backend,
+        )
+
+    p = make_plan(backend)
     out = p.to_dict()
     if args.compile:
         out["compiled"] = planner.compiled_memory(
             cfg, p.global_batch, p.seq_len, {**mesh_spec, "num_devices": devices},
             int(tr.get("grad_accum_steps", 1)))
+        local = _local_backend()
+        # Compare like with like: the compile ran on this host's backend.
+        out["compiled"]["planner"] = (p if local == backend else make_plan(local)).to_dict()
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -105,14 +124,18 @@ def run(args) -> int:
         f"mesh         {p.devices} devices: data={mesh['data']} fsdp={mesh['fsdp']} tensor={mesh['tensor']}",
         (f"batch        {p.global_batch} rows x {p.seq_len} tokens = {p.global_batch * p.seq_len:,} "
          f"tokens/step; {p.rows_per_device:g} rows per device"),
-        "memory per device:",
+        f"memory per device (temporaries as XLA:{backend.upper()} keeps them, see planner.py):",
         f"  parameters    {_fmt_bytes(p.param_bytes)}",
         f"  optimizer     {_fmt_bytes(p.opt_bytes)}   (AdamW moments)",
         f"  batch         {_fmt_bytes(p.batch_bytes)}",
-        f"  gradients     {_fmt_bytes(p.grad_bytes)}   (incl. gathered FSDP weights)",
-        f"  activations   {_fmt_bytes(p.activation_bytes)}   (remat={cfg.remat})",
-        f"  logits        {_fmt_bytes(p.logits_bytes)}",
-        f"  total         {_fmt_bytes(p.peak_bytes)}   (temporaries are an estimate: launch/README.md)"
+        f"  activations   {_fmt_bytes(p.activation_bytes)}   (remat={cfg.remat}, at the backward's start)",
+        f"  logits        {_fmt_bytes(p.logits_bytes)}   (loss gradient)",
+        f"  weights       {_fmt_bytes(p.weight_bytes)}   (gathered FSDP / compute-dtype copies)",
+        *([f"  accumulator   {_fmt_bytes(p.accum_bytes)}   (gradient accumulation)"]
+          if p.accum_bytes else []),
+        (f"  gradients     {_fmt_bytes(p.grad_bytes)}   (the update: {_fmt_bytes(p.update_bytes).strip()}"
+         f" vs backward {_fmt_bytes(p.backward_bytes).strip()}; the larger counts)"),
+        f"  total         {_fmt_bytes(p.peak_bytes)}   (accuracy: launch/README.md)"
         + (f"\n  device        {hbm:g} GiB: "
            f"{'fits' if p.peak_bytes <= hbm * 1024**3 * 0.9 else 'DOES NOT FIT'} (with 10% headroom)"
            if hbm else ""),
@@ -127,9 +150,10 @@ def run(args) -> int:
         lines.append("time         pass --accelerator, --gpu or --peak_flops for wall time")
     if args.compile:
         c = out["compiled"]
-        lines.append(f"compiled     arguments {_fmt_bytes(c['argument_bytes'])}, temporaries "
-                     f"{_fmt_bytes(c['temp_bytes'])} (planner: {_fmt_bytes(p.argument_bytes)}, "
-                     f"{_fmt_bytes(p.temp_bytes)})")
+        lp = c["planner"]
+        lines.append(f"compiled     on {c['platform']}: arguments {_fmt_bytes(c['argument_bytes'])}, "
+                     f"temporaries {_fmt_bytes(c['temp_bytes'])} (planner for {lp['backend']}: "
+                     f"{_fmt_bytes(lp['argument_bytes'])}, {_fmt_bytes(lp['temp_bytes'])})")
     print("\n".join(lines))
     if not math.isfinite(p.flops_per_step):
         return 1

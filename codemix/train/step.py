@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding
 
-from codemix.model import decoder
+from codemix.model import decoder, layers
 from codemix.model.config import ModelConfig
 
 
@@ -52,6 +52,14 @@ def _sums(cfg, params, batch, num_sources):
     return objective, (loss_by_source, tokens_by_source)
 
 
+def _constrain(mesh, x, logical_axes):
+    """Shard an activation by its logical axes (the same table as parameters)."""
+    from codemix.train.partitioning import logical_to_spec
+
+    spec = logical_to_spec(logical_axes, x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
 def make_train_step(
     cfg: ModelConfig,
     optimizer: optax.GradientTransformation,
@@ -83,6 +91,12 @@ def make_train_step(
         return jax.tree.map(split, batch)
 
     def step(state, batch):
+        if batch_sharding is None:
+            return _step(state, batch)
+        with layers.activation_sharding(functools.partial(_constrain, batch_sharding.mesh)):
+            return _step(state, batch)
+
+    def _step(state, batch):
         params = state["params"]
         repeated = jnp.zeros((num_sources,), jnp.float32)
         if "epoch" in batch:  # rows from a second or later pass over their source
