@@ -67,11 +67,17 @@ def _abstract(tree, shardings):
     )
 
 
+def absolute(path: str) -> str:
+    """Local paths made absolute (Orbax refuses relative ones); URLs such as
+    gs://bucket/run are returned unchanged."""
+    return path if "://" in str(path) else os.path.abspath(path)
+
+
 class Checkpointer:
     """Periodic async saves, keep-last-K, and automatic restore of the latest."""
 
     def __init__(self, workdir: str, save_every: int, keep: int, async_save: bool = True):
-        self.directory = epath.Path(workdir) / "checkpoints"
+        self.directory = epath.Path(absolute(workdir)) / "checkpoints"
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(save_every, 1),
             max_to_keep=keep,
@@ -135,7 +141,7 @@ class Checkpointer:
 def resolve_params_dir(path: str, step: int | None = None) -> epath.Path:
     """The `params/` directory for a run workdir, its checkpoints dir, a step
     dir, or a params dir itself. `step=None` picks the latest step."""
-    p = epath.Path(path)
+    p = epath.Path(absolute(path))
     if not p.exists():
         raise FileNotFoundError(f"init checkpoint {path!r} does not exist; pass a run workdir or step dir.")
     if (p / "_METADATA").exists() and p.name == "params":

@@ -20,7 +20,7 @@ from codemix.train.optimizer import make_optimizer, make_schedule
 from codemix.train.state import fresh_state, state_layout
 from codemix.train.step import jit_train_step, make_train_step
 from codemix.train.trainer import train
-from tests.train.helpers import MICRO, TINY_GIN
+from tests.train.helpers import MICRO, REPO, TINY_GIN, run_train
 
 
 def test_loss_falls_on_real_text(tmp_path):
@@ -146,3 +146,15 @@ def test_missing_init_checkpoint_is_named(tmp_path):
     os.makedirs(tmp_path / "empty_run" / "checkpoints")
     with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
         checkpointing.resolve_params_dir(str(tmp_path / "empty_run"))
+
+
+def test_relative_workdir_and_init_from_work(tmp_path):
+    # `codemix experiment run ... --workdir runs/demo` (the README's command)
+    # passes relative paths; Orbax refuses those unless they are made absolute.
+    rel = os.path.relpath(tmp_path / "rel_run", REPO)
+    run_train(rel, ["TRAIN_STEPS=6"])
+    steps = sorted(int(p.name) for p in (tmp_path / "rel_run" / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps and steps[-1] == 6
+    child = os.path.relpath(tmp_path / "child", REPO)
+    run_train(child, ["TRAIN_STEPS=2", f"train.init_from='{rel}'"])
+    assert (tmp_path / "child" / "checkpoints" / "2").is_dir()
