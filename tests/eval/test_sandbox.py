@@ -15,6 +15,7 @@ def sandbox():
     try:
         return sandbox_lib.Sandbox(timeout_s=3.0, cpu_s=2, memory_mb=512, workers=2)
     except sandbox_lib.SandboxUnavailable as e:  # e.g. user namespaces disabled in a container
+        assert not os.environ.get("CI"), f"bubblewrap must work in CI (.ci/run installs it): {e}"
         pytest.skip(f"bubblewrap is installed but does not work here: {e}")
 
 
