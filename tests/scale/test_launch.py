@@ -119,15 +119,15 @@ def test_launch_creates_a_missing_vm(tmp_path, monkeypatch):
     assert "tpu-vm create job" in calls[1] and "--accelerator-type=v4-32" in calls[1]
 
 
-def test_sbatch_tasks_get_coordinator_and_ids_from_slurm_env(tmp_path):
-    job = slurm.SlurmJob(command=("printargs", "train", "--gin_param", "MIXTURE='balanced'"), nodes=2)
+def _run_sbatch(tmp_path, hostnames_body: str, nodes: int = 2):
+    job = slurm.SlurmJob(command=("printargs", "train", "--gin_param", "MIXTURE='balanced'"), nodes=nodes)
     script = tmp_path / "job.sbatch"
     script.write_text(job.render())
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fakes = {
-        "scontrol": 'printf "gpu-node-7\\ngpu-node-8\\n"',
+        "scontrol": hostnames_body,
         # srun: start task 1 of 2 in this shell, as SLURM would on node 2.
         "srun": 'shift; SLURM_PROCID=1 SLURM_NTASKS=2 "$@"',
         "printargs": 'printf "%s\\n" "$@"',
@@ -138,7 +138,19 @@ def test_sbatch_tasks_get_coordinator_and_ids_from_slurm_env(tmp_path):
         f.chmod(f.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
                SLURM_JOB_NODELIST="gpu-node-[7-8]", SLURM_JOB_ID="123456", SLURM_SUBMIT_DIR=str(tmp_path))
-    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == [
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_sbatch_tasks_get_coordinator_and_ids_from_slurm_env(tmp_path):
+    assert _run_sbatch(tmp_path, 'printf "gpu-node-7\\ngpu-node-8\\n"') == [
         "train", "--gin_param", "MIXTURE='balanced'",
         "--coordinator_address", "gpu-node-7:23456", "--num_processes", "2", "--process_id", "1"]
+
+
+def test_sbatch_survives_a_long_host_list_under_pipefail(tmp_path):
+    # A big allocation's host list: taking its first line must not kill the
+    # producer with SIGPIPE (exit 141 under `set -o pipefail`).
+    lines = _run_sbatch(tmp_path, 'seq -f "gpu-node-%g" 7 200006', nodes=2)
+    assert lines[3:5] == ["--coordinator_address", "gpu-node-7:23456"]
