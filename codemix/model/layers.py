@@ -129,6 +129,27 @@ def _attend(q, k, v, mask):
     return o.reshape(b, lq, n, h)
 
 
+def _attend_one(q, k, v, mask):
+    """`_attend` for a single query per row (a decode step against a KV cache).
+
+    Same result, computed as broadcast multiply-and-sum in float32 over the
+    cache's own [b, s, kv_heads, h] layout: a dot_general here would first
+    transpose the whole cache into batch-major order every layer and step,
+    which made cached decoding on CPU about 2.5x slower.
+    """
+    b, lq, n, h = q.shape
+    kv = k.shape[2]
+    g = n // kv
+    qg = q.reshape(b, 1, kv, g, h).astype(jnp.float32)
+    s = jnp.sum(qg * k.astype(jnp.float32)[:, :, :, None, :], axis=-1) * (h ** -0.5)  # [b, s, kv, g]
+    m = mask[:, 0, :, None, None]
+    s = jnp.where(m, s, jnp.finfo(jnp.float32).min)
+    p = jax.nn.softmax(s, axis=1)
+    p = jnp.where(m, p, 0.0)
+    o = jnp.sum(p[..., None] * v.astype(jnp.float32)[:, :, :, None, :], axis=1)  # [b, kv, g, h]
+    return o.reshape(b, 1, n, h).astype(q.dtype)
+
+
 def block_causal_attention(q, k, v, segment_ids, block: int, branch_ids=None):
     """Training-time attention over a whole row, skipping the blocks above the
     causal diagonal.
@@ -214,7 +235,8 @@ class Attention(nnx.Module):
             q_slots = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length)) + index
             new_cache = {"k": k_all, "v": v_all, "segment_ids": k_seg, "index": index + length}
             mask = attention_mask(segment_ids, k_seg, q_slots, k_slots)[:, 0]
-            out = _attend(q, k_all.astype(dt), v_all.astype(dt), mask)
+            attend = _attend_one if length == 1 else _attend
+            out = attend(q, k_all.astype(dt), v_all.astype(dt), mask)
         y = _dense(out.astype(dt), self.o[...].astype(dt), (cfg.d_model,))
         return y, new_cache
 

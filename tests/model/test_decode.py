@@ -100,3 +100,26 @@ def test_stop_sequences_can_skip_leading_whitespace():
     assert not short_answer.is_done(list("\n  "))
     assert short_answer.is_done(list("\nParis\n"))
     assert short_answer.truncate("Rome") == "Rome"
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_single_query_attention_equals_the_general_path(dtype):
+    # The decode step's multiply-and-sum attention against the cache equals
+    # the einsum path: grouped KV heads, a ragged mask, and a row with
+    # nothing visible (padding) that must come out as zeros.
+    from codemix.model import layers
+
+    b, s, kv, g, h = 3, 40, 2, 3, 16
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    q = jax.random.normal(keys[0], (b, 1, kv * g, h)).astype(dtype)
+    k = jax.random.normal(keys[1], (b, s, kv, h)).astype(dtype)
+    v = jax.random.normal(keys[2], (b, s, kv, h)).astype(dtype)
+    visible = np.arange(s)[None, :] < np.array([[25], [40], [0]])
+    mask = jnp.asarray(visible[:, None, :])
+    got = layers._attend_one(q, k, v, mask)
+    want = layers._attend(q, k, v, mask)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=tol, rtol=tol)
+    assert np.all(np.asarray(got[2], np.float32) == 0)
+    assert np.abs(np.asarray(got[:2], np.float32)).max() > 0.1
