@@ -43,9 +43,24 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, aliases: Sequence[str]) -> float:
-    """1.0 when the normalised prediction equals any normalised alias."""
+    """1.0 when the normalised prediction equals any normalised alias.
+
+    Some answers are all punctuation and articles ("A+", "+-*/" in NQ-Open and
+    TriviaQA) and normalise to nothing; those are compared ignoring only case
+    and whitespace, so an empty prediction never matches them."""
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(a) for a in aliases))
+    for alias in aliases:
+        norm = normalize_answer(alias)
+        if norm:
+            if pred == norm:
+                return 1.0
+        elif _bare(alias) and _bare(prediction) == _bare(alias):
+            return 1.0
+    return 0.0
+
+
+def _bare(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def rank_choice(loglikelihoods: Sequence[float], lengths: Sequence[int] | None = None) -> int:

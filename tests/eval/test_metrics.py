@@ -17,6 +17,13 @@ from codemix.eval import metrics
         ("Paris, France", ["Paris"], 0.0),
         ("", ["Paris"], 0.0),
         ("theatre", ["atre"], 0.0),  # articles are whole words only
+        # answers that normalise to "": compared by case and whitespace only,
+        # and an empty prediction never matches them
+        ("", ["A+", "Paris"], 0.0),
+        ("  ", ["+-*/"], 0.0),
+        ("The!", ["A+"], 0.0),
+        ("a+", ["A+"], 1.0),
+        (" +-*/ ", ["+-*/"], 1.0),
     ],
 )
 def test_exact_match_normalises_articles_punctuation_and_checks_every_alias(prediction, aliases, expected):
