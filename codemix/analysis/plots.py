@@ -1,10 +1,19 @@
 """The study's plots (matplotlib's Agg canvas), each saved as one PNG.
 
   loss_curves       training loss per source against tokens seen by the
-                    variant (its stages laid end to end), one line per variant.
+                    variant (its stages laid end to end), one line per variant;
+                    one panel per source that some run trained on (no panel
+                    for the overall loss: it averages different mixtures).
+  heldout_curves    held-out bits per byte per family against tokens seen by
+                    the variant: every run measures every family, so these
+                    panels compare mixtures on the same text.
   category_bars     final-stage score per category, one bar per variant, 95%
                     interval whiskers.
-  sweep_curve       score against code share (%) for the code_p<N> variants.
+  sweep_curve       continuous metrics (reasoning prob_correct, knowledge and
+                    code gold bpb) against code share (%) for the code_p<N>
+                    variants, 95% intervals over examples and seeds.
+  heldout_sweep     held-out bpb per family against code share, 95%
+                    intervals over documents and seeds.
   cooldown_effect   per category, the stage before a cooldown and the
                     cooldown itself, side by side, for every cooled variant.
 
@@ -26,7 +35,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from codemix.analysis.load import ExperimentData
-from codemix.analysis.tables import _categories, category_scores
+from codemix.analysis.paired import PairedScores, continuous, families, final_runs
+from codemix.analysis.tables import _categories, category_scores, heldout_scores
 
 SWEEP = re.compile(r"^code_p(\d+)$")
 MAX_WIDTH = 16.0  # inches: the full matrix has ~22 variants
@@ -83,29 +93,85 @@ def variant_curves(data: ExperimentData) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def loss_curves(data: ExperimentData, path: str | Path) -> str | None:
-    curves = variant_curves(data)
+def _line(ax, x, y, i: int, label: str) -> None:
+    # A stage logged once is a single point: a line alone would not show it.
+    ax.plot(x, y, label=label, lw=1.3, marker="." if len(x) < 3 else None, **_style(i))
+
+
+def _panels(curves: pd.DataFrame, key: str, path, title: str, ylabel: str) -> str | None:
+    curves = curves[np.isfinite(curves["value"].astype(float))]
     if not len(curves):
         return None
+    panels = list(dict.fromkeys(curves[key]))
     variants = list(dict.fromkeys(curves["variant"]))
-    sources = ["all"] + sorted(s for s in curves["source"].unique() if s != "all")
-    if len(sources) == 2:  # one source: "all" repeats it
-        sources = sources[1:]
-    cols = min(3, len(sources))
-    rows = int(np.ceil(len(sources) / cols))
+    cols = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
     fig, axes = _subplots(rows, cols, figsize=(5 * cols, 3.6 * rows))
-    for ax, source in zip(axes.flat, sources):
+    for ax, panel in zip(axes.flat, panels):
         for i, variant in enumerate(variants):
-            c = curves[(curves["source"] == source) & (curves["variant"] == variant)]
-            ax.plot(c["variant_tokens"], c["loss"], label=variant, lw=1.3, **_style(i))
-        ax.set_title(f"loss: {source}")
+            c = curves[(curves[key] == panel) & (curves["variant"] == variant)]
+            if len(c):
+                _line(ax, c["variant_tokens"].to_numpy(), c["value"].to_numpy(), i, variant)
+        ax.set_title(f"{title}: {panel}")
         ax.set_xlabel("tokens seen by the variant")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(sources):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    _legend(axes.flat[0], curves["variant"].nunique())
+    _legend(axes.flat[0], len(variants))
     return _save(fig, path)
+
+
+def _trained_losses(data: ExperimentData) -> pd.DataFrame:
+    curves = variant_curves(data)
+    curves = curves[(curves["source"] != "all") & np.isfinite(curves["loss"].astype(float))]
+    return curves[pd.to_numeric(curves["source_tokens"], errors="coerce").fillna(0) > 0]
+
+
+def loss_sources(data: ExperimentData) -> list[str]:
+    """The loss plot's panels: sources some run trained on (tokens > 0 and a finite loss).
+
+    No panel for the overall loss: it averages over different mixtures, so
+    variants would differ in it by what they train on, not how well.
+    """
+    return sorted(_trained_losses(data)["source"].unique())
+
+
+def loss_curves(data: ExperimentData, path: str | Path) -> str | None:
+    curves = _trained_losses(data)
+    order = {x: i for i, x in enumerate(sorted(curves["source"].unique()))}
+    curves = curves.assign(value=curves["loss"]).sort_values("source", key=lambda s: s.map(order), kind="stable")
+    return _panels(curves, "source", path, "training loss", "training loss (nats per token)")
+
+
+def heldout_variant_curves(data: ExperimentData) -> pd.DataFrame:
+    """data.heldout per variant with `variant_tokens` (stages laid end to end, lowest seed)."""
+    cols = ["variant", "run", "family", "variant_tokens", "bpb"]
+    if not len(data.heldout) or not len(data.chains) or not len(data.metrics):
+        return pd.DataFrame(columns=cols)
+    tokens = data.metrics.groupby(["run", "step"])["tokens"].max()
+    last_tokens = data.metrics.groupby("run")["tokens"].max()
+    parts = []
+    for variant, chain in data.chains.groupby("variant", sort=False):
+        offset = 0.0
+        for _, stage in chain.sort_values(["stage_index", "seed"]).groupby("stage_index"):
+            run = stage["run"].iloc[0]
+            h = data.heldout[data.heldout["run"] == run]
+            tok = [float(tokens.get((run, s), np.nan)) for s in h["step"]]
+            parts.append(pd.DataFrame({"variant": variant, "run": run, "family": h["family"],
+                                       "variant_tokens": np.asarray(tok) + offset, "bpb": h["bpb"]}))
+            offset += float(last_tokens.get(run, 0.0))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    return out.dropna(subset=["variant_tokens", "bpb"])
+
+
+def heldout_curves(data: ExperimentData, path: str | Path) -> str | None:
+    curves = heldout_variant_curves(data)
+    if not len(curves):
+        return None
+    order = {f: i for i, f in enumerate(families(data))}
+    curves = curves.assign(value=curves["bpb"]).sort_values("family", key=lambda s: s.map(order), kind="stable")
+    return _panels(curves, "family", path, "held-out", "bits per byte")
 
 
 def _final_scores(data: ExperimentData, scores: pd.DataFrame | None) -> pd.DataFrame:
@@ -145,28 +211,84 @@ def category_bars(data: ExperimentData, path: str | Path, scores: pd.DataFrame |
     return _save(fig, path)
 
 
-def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Final scores of the code_p<N> variants with their code share in percent."""
-    final = _final_scores(data, scores)
-    if not len(final):
-        return final
-    share = final["variant"].str.extract(SWEEP)[0]
-    out = final[share.notna()].assign(code_percent=pd.to_numeric(share[share.notna()]))
-    return out.sort_values("code_percent")
+def _sweep_variants(data: ExperimentData) -> list[tuple[str, int]]:
+    out = [(v, int(m.group(1))) for v in data.variants if (m := SWEEP.match(v))]
+    return sorted(out, key=lambda x: x[1])
+
+
+def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None, resamples: int = 1000) -> pd.DataFrame:
+    """Continuous metrics of the code_p<N> variants' final stages against their code share (%).
+
+    One row per variant and category: reasoning mean prob_correct, knowledge
+    and code gold bpb, with the paired-bootstrap interval over examples and
+    seeds (NaN interval without per-example values; `scores` is unused and
+    kept for callers that pass the category scores).
+    """
+    cols = ["variant", "code_percent", "category", "metric", "score", "ci_low", "ci_high", "interval"]
+    paired = PairedScores(data)
+    rows = []
+    for v, pct in _sweep_variants(data):
+        runs = final_runs(data, v)
+        for c in _categories(set(paired.category_of.values())):
+            if c not in ("reasoning", "knowledge", "code"):
+                continue
+            m = continuous(c)
+            benches = [b for b in paired.benchmarks(m) if all(paired.has_record(r, m, b) for r in runs)]
+            if not runs or not benches:
+                continue
+            mean, lo, hi, why = paired.interval(runs, m, resamples)
+            if why != "ok":
+                mean = float(np.nanmean(paired.per_seed(runs, m, benches)))
+            rows.append({"variant": v, "code_percent": pct, "category": c, "metric": m.label, "score": mean,
+                         "ci_low": lo, "ci_high": hi, "interval": "ok" if why == "ok" else why})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _errorbar(ax, x, y, lo, hi, **kw) -> None:
+    err = np.vstack([(y - lo).clip(min=0), (hi - y).clip(min=0)])
+    ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", capsize=2, **kw)
 
 
 def sweep_curve(data: ExperimentData, path: str | Path, scores: pd.DataFrame | None = None) -> str | None:
     pts = sweep_points(data, scores)
     if not len(pts):
         return None
-    fig, axes = _subplots()
+    metrics = list(dict.fromkeys(pts["metric"]))
+    fig, axes = _subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    for ax, m in zip(axes.flat, metrics):
+        sub = pts[pts["metric"] == m]
+        _errorbar(ax, sub["code_percent"].to_numpy(), sub["score"].to_numpy(), sub["ci_low"].to_numpy(),
+                  sub["ci_high"].to_numpy())
+        ax.set_xlabel("code share of the mixture (%)")
+        ax.set_title(m + ("" if "prob_correct" in m else " (lower is better)"), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("final-stage value (95% interval)")
+    return _save(fig, path)
+
+
+def heldout_sweep_points(data: ExperimentData, resamples: int = 1000) -> pd.DataFrame:
+    """heldout_scores of the code_p<N> variants with their code share in percent."""
+    sweep = dict(_sweep_variants(data))
+    if not sweep:
+        return pd.DataFrame(columns=["variant", "family", "bpb", "ci_low", "ci_high", "code_percent"])
+    h = heldout_scores(data, resamples)
+    h = h[h["variant"].isin(sweep)]
+    return h.assign(code_percent=h["variant"].map(sweep)).sort_values(["family", "code_percent"])
+
+
+def heldout_sweep(data: ExperimentData, path: str | Path) -> str | None:
+    pts = heldout_sweep_points(data)
+    if not len(pts):
+        return None
+    fig, axes = _subplots(figsize=(5.5, 3.8))
     ax = axes[0, 0]
-    for c in _categories(pts["category"]):
-        sub = pts[pts["category"] == c]
-        ax.errorbar(sub["code_percent"], sub["score"], yerr=_whiskers(sub), marker="o", capsize=2, label=c)
+    for i, fam in enumerate(f for f in families(data) if f in set(pts["family"])):
+        sub = pts[pts["family"] == fam]
+        _errorbar(ax, sub["code_percent"].to_numpy(), sub["bpb"].to_numpy(), sub["ci_low"].to_numpy(),
+                  sub["ci_high"].to_numpy(), label=fam, color=_style(i)["color"])
     ax.set_xlabel("code share of the mixture (%)")
-    ax.set_ylabel("score")
-    ax.set_title("code-share sweep")
+    ax.set_ylabel("held-out bits per byte (95% interval)")
+    ax.set_title("held-out bpb per family across the code-share sweep")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -1,10 +1,22 @@
-"""`codemix report DIR`: DIR/report.md with the study's tables and plots.
+"""`codemix report DIR`: DIR/report.md with the study's findings, tables and plots.
 
-The report lists every run with its status, then what is missing (runs not
-started, partial, or without evaluation), the category scores per variant and
-stage, the relative change against the baseline variant with bootstrap 95%
-intervals, the realized mixture shares, and the plots (DIR/report/*.png). A
-missing baseline or missing runs are reported in the text, never a crash.
+Section order:
+  1. Findings: each headline claim of the study against this experiment's
+     measurement on its best-signal metric, with a 95% interval and a verdict
+     (codemix/analysis/findings.py), the claims this scale cannot resolve,
+     then held-out bits-per-byte comparisons against the baseline.
+  2. Table 2: the study's layout (reasoning, knowledge, NL average, code,
+     total average) per variant and stage, on primary metrics.
+  3. Signal and noise: per metric, seed standard deviation and the spread
+     across variants over it.
+  4. Category scores with their 95% intervals, relative change against the
+     baseline, held-out bits per byte per variant.
+  5. Missing runs, all runs, realized mixture shares, plots (DIR/report/*.png).
+
+Every interval is the paired bootstrap over per-example values
+(codemix/analysis/paired.py); where a run has none, the interval reads
+"missing (no per-example values)". A missing baseline, variant, metric or run
+is reported in the text, never a crash.
 """
 from __future__ import annotations
 
@@ -16,8 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from codemix.analysis import plots, tables
+from codemix.analysis import findings, plots, tables
 from codemix.analysis.load import ExperimentData, load_experiment
+from codemix.analysis.paired import PairedScores
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +64,147 @@ def markdown_table(df: pd.DataFrame, index: bool = False, floats: dict[str, Call
     return "\n".join(lines)
 
 
+def _ci(lo: float, hi: float, why: str = "missing", fmt: str = "{:+.1f}") -> str:
+    if isinstance(lo, float) and isinstance(hi, float) and math.isfinite(lo) and math.isfinite(hi):
+        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+    return why
+
+
+def _findings_section(data: ExperimentData, paired: PairedScores, resamples: int) -> str:
+    f = findings.claim_findings(data, resamples, scores=paired)
+    show = f.assign(**{"measured %": f["improvement"],
+                       "95% CI": [_ci(lo, hi) for lo, hi in zip(f["ci_low"], f["ci_high"])]})
+    show = show[["claim", "category", "paper", "comparison", "metric", "measured %", "95% CI", "verdict", "note"]]
+    intro = (
+        "Each headline claim of the study (Aryabumi et al. 2024) against this experiment's final stages, on the "
+        "metric with the best signal the experiment has: reasoning = mean `prob_correct` (probability of the gold "
+        "choice) over the reasoning benchmarks; knowledge and code = gold bits per byte, lower is better. "
+        "*measured %* is the relative improvement, 100 × (V − B) / B, sign-flipped for bits per byte so that "
+        "positive means better, as in the paper; only its sign is comparable with the paper's number (theirs are "
+        "accuracies at 470M–2.8B parameters). The 95% interval is a paired bootstrap: examples resampled within "
+        "each benchmark, paired by id between the two sides, seeds resampled independently per side, the "
+        "benchmark list fixed. Verdict: **agrees** when the interval excludes 0 on the paper's side, "
+        "**contradicts** when it excludes 0 on the other side, **can't tell at this scale** when it contains 0; "
+        "for \"best\" claims the variant is compared with every other candidate (the closest is shown): agrees "
+        "when it beats all of them, contradicts when one beats it.")
+    agree = [f"{r.claim} ({r.category})" for r in f.itertuples() if r.verdict == findings.AGREES]
+    contra = [f"{r.claim} ({r.category})" for r in f.itertuples() if r.verdict == findings.CONTRADICTS]
+    cant, missing = findings.unresolved(f)
+    lines = [intro, "", markdown_table(show, floats={"measured %": lambda v: f"{v:+.1f}"}), ""]
+    for label, items in (("Agrees", agree), ("Contradicts", contra),
+                         ("Cannot be resolved at this scale (the interval contains 0)", cant),
+                         ("Not measured in this experiment", missing)):
+        lines.append(f"- **{label}:** " + ("; ".join(items) if items else "none") + ".")
+    lines += ["", _reasoning_note(paired)]
+    return "\n".join(lines)
+
+
+def _reasoning_note(paired: PairedScores) -> str:
+    reasoning = sorted(b for b, c in paired.category_of.items() if c == "reasoning")
+    study = [b for b in reasoning if b in findings.STUDY_REASONING]
+    return (f"Reasoning benchmarks here: {', '.join(f'`{b}`' for b in reasoning) or 'none'} "
+            f"({len(study)} of the study's 11 reasoning tasks; {' and '.join(findings.UNAVAILABLE_REASONING)} "
+            f"are not available offline, so no codemix experiment has them).")
+
+
+def _heldout_findings_section(data: ExperimentData, paired: PairedScores, baseline: str, resamples: int) -> str:
+    h = findings.heldout_findings(data, baseline, resamples, scores=paired)
+    if "note" in h.attrs:
+        return f"No held-out comparison: {h.attrs['note']}."
+    base = h.attrs["baseline"]
+    if not len(h):
+        return f"No variant besides the baseline `{base}`."
+    show = h.assign(**{"change %": h["change"],
+                       "95% CI": [_ci(lo, hi, why if why != "ok" else "missing", "{:+.2f}")
+                                  for lo, hi, why in zip(h["ci_low"], h["ci_high"], h["status"])],
+                       "excludes 0": ["yes" if x else "no" for x in h["excludes_zero"]]})
+    show = show[["variant", "family", "bpb", "baseline_bpb", "change %", "95% CI", "excludes 0", "note"]]
+    note = (f"Final stage of each variant against `{base}`"
+            f"{'' if base == baseline else f' (the requested baseline `{baseline}` is absent)'}: relative change "
+            f"of each held-out family's bits per byte, 100 × (V − B) / B; negative = lower bpb = better. "
+            f"Intervals: paired bootstrap over documents (paired by id) and seeds.")
+    return "\n".join([note, "", findings.heldout_summary(h), "",
+                      markdown_table(show, floats={"change %": lambda v: f"{v:+.2f}", "bpb": lambda v: f"{v:.4f}",
+                                                   "baseline_bpb": lambda v: f"{v:.4f}"})])
+
+
+def _study_section(data: ExperimentData, scores: pd.DataFrame) -> str:
+    t = tables.study_table(data, scores)
+    if not len(t):
+        return "No variants."
+    prim = data.evals[data.evals["primary"].astype(bool)] if len(data.evals) else data.evals
+    metrics = ", ".join(f"{b} {m}" for b, m in sorted(dict(zip(prim["benchmark"], prim["metric"])).items())
+                        if not str(b).startswith("category:")) if len(prim) else "none"
+    note = ("The study's Table 2 layout, on primary metrics (" + metrics + "): category means over benchmarks "
+            "and seeds; NL avg = mean of reasoning and knowledge; total avg = mean of reasoning, knowledge and "
+            "code. \"missing\" = not evaluated (or a part of the average is).")
+    return note + "\n\n" + markdown_table(t, index=True, floats={c: lambda v: f"{v:.4f}" for c in t.columns})
+
+
+def _signal_section(data: ExperimentData, paired: PairedScores) -> str:
+    t = tables.signal_noise_table(data, paired)
+    if not len(t):
+        return "No metric was measured on the variants' final stages."
+    note = ("Per metric, over the variants' final stages: *seed_std* = mean over variants with ≥ 2 seeds of the "
+            "standard deviation across seeds; *spread* = max − min of the variants' means; *snr* = spread over "
+            "the pooled seed standard deviation (Heineman et al. 2025, \"Signal and Noise\"). \"missing\" = no "
+            "variant has 2 seeds. An snr well above 1 means the metric separates the variants beyond seed noise.")
+    return note + "\n\n" + markdown_table(t, floats={"seed_std": lambda v: f"{v:.4g}", "spread": lambda v: f"{v:.4g}",
+                                                     "snr": lambda v: f"{v:.2f}"})
+
+
+def _scores_section(data: ExperimentData, scores: pd.DataFrame) -> str:
+    wide = tables.score_table(data, scores)
+    if not len(wide):
+        return "No variants."
+    if all(c == "status" for c in wide.columns):
+        return "No run has evaluation results (eval.json); scores are missing.\n\n" + markdown_table(wide, index=True)
+    s = scores.dropna(subset=["category"])
+    cell = [("missing" if not math.isfinite(r.score) else
+             f"{r.score:.4f} {_ci(r.ci_low, r.ci_high, r.interval, '{:.4f}')}") for r in s.itertuples()]
+    wide = (s.assign(cell=cell).pivot_table(index=["variant", "stage_index", "stage"], columns="category",
+                                             values="cell", aggfunc="first", sort=False))
+    wide = wide[tables._categories(wide.columns)]
+    wide.columns.name = None
+    note = ("Mean over each category's benchmarks of their primary metric (and over seeds) with its 95% "
+            "interval (bootstrap over examples and seeds); \"missing\" = the run has no evaluation.")
+    return note + "\n\n" + markdown_table(wide, index=True)
+
+
+def _change_section(data: ExperimentData, paired: PairedScores, baseline: str, resamples: int) -> str:
+    rel = tables.relative_change_table(data, baseline, resamples, paired=paired)
+    if "note" in rel.attrs:
+        return f"Relative change not computed: {rel.attrs['note']}."
+    if not len(rel):
+        return f"No variant besides the baseline {baseline!r}."
+    show = rel.assign(
+        **{"change %": rel["change"],
+           "95% CI": [_ci(lo, hi, why if isinstance(why, str) else "–")
+                      for lo, hi, why in zip(rel["ci_low"], rel["ci_high"], rel["interval"])]})
+    show = show[["variant", "category", "change %", "95% CI", "score", "baseline_score", "n_benchmarks",
+                 "n_examples", "n_seeds", "status"]]
+    note = (f"Primary metrics. Final stage of each variant against the final stage of `{baseline}`: "
+            f"100 × (score − baseline) / baseline. Intervals: paired bootstrap over examples (paired by id) "
+            f"and seeds, {resamples} resamples; accuracy on few examples is noisy, so see the Findings for the "
+            f"continuous metrics.")
+    return note + "\n\n" + markdown_table(show, floats={"change %": lambda v: f"{v:+.1f}",
+                                                        "score": lambda v: f"{v:.4f}",
+                                                        "baseline_score": lambda v: f"{v:.4f}",
+                                                        "n_examples": lambda v: f"{v:.0f}"})
+
+
+def _heldout_section(data: ExperimentData, paired: PairedScores, resamples: int) -> str:
+    h = tables.heldout_scores(data, resamples, paired=paired)
+    if not len(h):
+        return "No run has a held-out evaluation (heldout/step_<N>.json)."
+    show = h.assign(**{"95% CI": [_ci(lo, hi, why, "{:.4f}")
+                                  for lo, hi, why in zip(h["ci_low"], h["ci_high"], h["interval"])]})
+    show = show[["variant", "family", "bpb", "95% CI", "n_seeds", "seed_std"]]
+    return ("Bits per UTF-8 byte of each family's held-out set at the end of each variant's final stage "
+            "(mean over seeds; interval over documents and seeds).\n\n"
+            + markdown_table(show, floats={"bpb": lambda v: f"{v:.4f}", "seed_std": lambda v: f"{v:.4f}"}))
+
+
 def _runs_section(data: ExperimentData) -> str:
     cols = ["run", "stage", "status", "final_step", "steps", "tokens", "final_loss", "has_eval"]
     r = data.runs[[c for c in cols if c in data.runs.columns]]
@@ -60,41 +214,10 @@ def _runs_section(data: ExperimentData) -> str:
 def _missing_section(data: ExperimentData) -> str:
     if not data.missing:
         return "Nothing is missing: every planned run finished and was evaluated."
-    lines = [f"{len(data.missing)} run(s) are missing or incomplete; their cells below read \"missing\".", ""]
+    lines = [f"{len(data.missing)} run(s) are missing or incomplete; their cells read \"missing\".", ""]
     for m in data.missing:
         lines.append(f"- `{m['run']}` ({', '.join(m['variants']) or 'no variant'}): {m['problem']}")
     return "\n".join(lines)
-
-
-def _scores_section(data: ExperimentData, scores: pd.DataFrame) -> str:
-    wide = tables.score_table(data, scores)
-    if not len(wide):
-        return "No variants."
-    if all(c == "status" for c in wide.columns):
-        return "No run has evaluation results (eval.json); scores are missing.\n\n" + markdown_table(wide, index=True)
-    note = ("Mean over each category's benchmarks of their primary metric (and over seeds); "
-            "\"missing\" = the run has no evaluation.")
-    return note + "\n\n" + markdown_table(wide, index=True, floats={c: lambda v: f"{v:.4f}" for c in wide.columns})
-
-
-def _change_section(data: ExperimentData, baseline: str, resamples: int) -> str:
-    rel = tables.relative_change_table(data, baseline, resamples)
-    if "note" in rel.attrs:
-        return f"Relative change not computed: {rel.attrs['note']}."
-    if not len(rel):
-        return f"No variant besides the baseline {baseline!r}."
-    show = rel.assign(
-        **{"change %": rel["change"],
-           "95% CI": [f"[{lo:+.1f}, {hi:+.1f}]" if pd.notna(lo) else "–"
-                      for lo, hi in zip(rel["ci_low"], rel["ci_high"])]})
-    show = show[["variant", "category", "change %", "95% CI", "score", "baseline_score", "n_benchmarks",
-                 "n_seeds", "status"]]
-    note = (f"Final stage of each variant against the final stage of `{baseline}`: "
-            f"100 × (score − baseline) / baseline. Intervals: paired bootstrap over benchmarks "
-            f"(and over seeds when there are several), {resamples} resamples.")
-    return note + "\n\n" + markdown_table(show, floats={"change %": lambda v: f"{v:+.1f}",
-                                                        "score": lambda v: f"{v:.4f}",
-                                                        "baseline_score": lambda v: f"{v:.4f}"})
 
 
 def _shares_section(data: ExperimentData) -> str:
@@ -105,12 +228,18 @@ def _shares_section(data: ExperimentData) -> str:
                                      "tokens": lambda v: f"{v:.4g}"})
 
 
+# name, title, what is absent when it is not drawn, function, whether it takes the category scores
 PLOTS = (
-    ("loss_curves", "Training loss per source", "no run has logged metrics", plots.loss_curves),
-    ("category_bars", "Category scores per variant (final stage)", "no evaluated run", plots.category_bars),
-    ("sweep_curve", "Code-share sweep", "no evaluated code_p<N> variants", plots.sweep_curve),
+    ("loss_curves", "Training loss per source", "no run has logged metrics", plots.loss_curves, False),
+    ("heldout_curves", "Held-out bits per byte per family", "no run has a held-out evaluation",
+     plots.heldout_curves, False),
+    ("category_bars", "Category scores per variant (final stage)", "no evaluated run", plots.category_bars, True),
+    ("sweep_curve", "Code-share sweep: continuous metrics", "no evaluated code_p<N> variants", plots.sweep_curve,
+     True),
+    ("heldout_sweep", "Code-share sweep: held-out bits per byte", "no code_p<N> variant with a held-out evaluation",
+     plots.heldout_sweep, False),
     ("cooldown_effect", "Effect of cooldown", "no evaluated cooldown with an evaluated stage before it",
-     plots.cooldown_effect),
+     plots.cooldown_effect, True),
 )
 
 
@@ -130,35 +259,43 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
     data = load_experiment(root)
     img_dir = root / "report"
     img_dir.mkdir(parents=True, exist_ok=True)
+    paired = PairedScores(data)
     try:
-        scores = tables.category_scores(data, resamples)
+        scores = tables.category_scores(data, resamples, paired=paired)
     except Exception:
         # Each section then recomputes and reports its own failure.
         log.exception("category scores failed")
         scores = None
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    missing = f" {len(data.missing)} run(s) missing or incomplete (see Missing)." if data.missing else ""
     parts = [
         f"# Experiment report: {data.name}",
         "",
         (f"Written {now} from `{root}`. Baseline variant: `{baseline}`. "
-         f"{len(data.variants)} variants, {len(data.runs)} runs."),
+         f"{len(data.variants)} variants, {len(data.runs)} runs.{missing}"),
         "",
-        "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
-        "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
-        "## Category scores per variant and stage", "", _guard("scores", lambda: _scores_section(data, scores)), "",
+        "## Findings", "", _guard("findings", lambda: _findings_section(data, paired, resamples)), "",
+        "### Held-out bits per byte against the baseline", "",
+        _guard("heldout findings", lambda: _heldout_findings_section(data, paired, baseline, resamples)), "",
+        "## Table 2: scores per variant and stage", "", _guard("table 2", lambda: _study_section(data, scores)), "",
+        "## Signal and noise", "", _guard("signal", lambda: _signal_section(data, paired)), "",
+        "## Category scores with 95% intervals", "", _guard("scores", lambda: _scores_section(data, scores)), "",
         f"## Relative change against `{baseline}` (%)", "",
-        _guard("change", lambda: _change_section(data, baseline, resamples)), "",
+        _guard("change", lambda: _change_section(data, paired, baseline, resamples)), "",
+        "## Held-out bits per byte per variant", "",
+        _guard("heldout", lambda: _heldout_section(data, paired, resamples)), "",
+        "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
+        "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
         "## Realized mixture shares", "", _guard("shares", lambda: _shares_section(data)), "",
         "## Plots", "",
     ]
-    for name, title, absent, fn in PLOTS:
+    for name, title, absent, fn, takes_scores in PLOTS:
         png = img_dir / f"{name}.png"
         if png.exists():
             png.unlink()  # never show a stale plot from an earlier report
 
-        def draw(fn=fn, png=png, title=title, absent=absent, name=name) -> str:
-            args = (data, png) if fn is plots.loss_curves else (data, png, scores)
-            out = fn(*args)
+        def draw(fn=fn, png=png, title=title, absent=absent, name=name, takes_scores=takes_scores) -> str:
+            out = fn(data, png, scores) if takes_scores else fn(data, png)
             return f"![{title}](report/{name}.png)" if out else f"_Not drawn: {absent}._"
 
         parts += [f"### {title}", "", _guard(name, draw), ""]
