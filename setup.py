@@ -42,6 +42,10 @@ setup(
     description="JAX research code for the effect of code in pre-training mixtures",
     python_requires=">=3.11",
     packages=find_packages(include=["codemix", "codemix.*"]),
+    # The top-level gin/ and launch/slurm/ folders, reached through the
+    # symlinks codemix/gin and codemix/launch/templates, so a wheel or
+    # `pip install .` carries them (codemix/config.py: gin search path).
+    package_data={"codemix": ["gin/**/*.gin"], "codemix.launch": ["templates/*.sbatch"]},
     install_requires=CORE,
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "llama-cpp-python",

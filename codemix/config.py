@@ -1,28 +1,54 @@
-"""Gin plumbing shared by every command: search paths, parsing, clear errors."""
+"""Gin plumbing shared by every command: search paths, parsing, clear errors.
+
+Where gin files are found. A name such as `gin/experiments/demo.gin`, given
+to `--gin_file`, to `parse()` or in an `include` line, is looked up in order:
+
+  1. as written: an absolute path, or relative to the current directory;
+  2. in `SHIPPED_DIR`, the installed `codemix` package, which holds `gin/`
+     (the repository's top-level gin/ folder: a symlink in a checkout,
+     copied into a wheel as package data);
+  3. in `GIN_DIR` itself, so `experiments/demo.gin` also works.
+
+So every command works from any directory and from a non-editable install,
+a user's own gin file can `include 'gin/models/tiny.gin'`, and a file of the
+same name in the current directory takes precedence over the shipped one.
+"""
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import gin
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GIN_DIR = REPO_ROOT / "gin"
+SHIPPED_DIR = Path(__file__).resolve().parent
+GIN_DIR = SHIPPED_DIR / "gin"
+SEARCH_PATH = (SHIPPED_DIR, GIN_DIR)  # after the current directory, which gin always tries first
+
+_registered: set[str] = set()
 
 
 class ConfigError(Exception):
     """A user-fixable configuration problem (bad gin file, typo, missing macro)."""
 
 
+def add_search_paths() -> None:
+    """Put SEARCH_PATH on gin's include search path (once per process)."""
+    for path in map(str, SEARCH_PATH):
+        if path not in _registered:
+            gin.add_config_file_search_path(path)
+            _registered.add(path)
+
+
 def resolve_gin_file(name: str) -> str:
-    """A gin file by path, or relative to the repo root or its gin/ folder."""
-    for candidate in (Path(name), REPO_ROOT / name, GIN_DIR / name):
+    """The path of gin file `name`: as written, else in the shipped gin files."""
+    path = Path(name)
+    candidates = [path] if path.is_absolute() else [path, *(d / path for d in SEARCH_PATH)]
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
     raise ConfigError(
-        f"gin file {name!r} not found (looked in the current directory, {REPO_ROOT} and {GIN_DIR}); "
-        f"check the path, e.g. gin/experiments/tiny_cpu.gin."
+        f"gin file {name!r} not found (looked in the current directory {Path.cwd()} and in the gin files "
+        f"shipped with codemix, {GIN_DIR}); check the path, e.g. gin/experiments/tiny_cpu.gin."
     )
 
 
@@ -30,8 +56,7 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (), finalize: bo
     """Parse gin files then bindings; any gin error becomes one ConfigError."""
     import codemix.registry  # noqa: F401  (registers every configurable)
 
-    for path in (str(REPO_ROOT), str(GIN_DIR), os.getcwd()):
-        gin.add_config_file_search_path(path)
+    add_search_paths()
     files = [resolve_gin_file(f) for f in gin_files]
     try:
         gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=finalize)

@@ -25,10 +25,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
-    p = sub.add_parser("prepare", help="prepare the family corpora and print their stats")
+    p = sub.add_parser("prepare", help="prepare the family corpora and print their stats",
+                       epilog="example:\n  codemix data prepare --family text --family code_web")
     p.add_argument("--family", action="append", default=None, help="family to prepare (default: all five).")
     _common(p)
-    p = sub.add_parser("inspect", help="requested vs realized token shares of a mixture")
+    p = sub.add_parser("inspect", help="requested vs realized token shares of a mixture",
+                       epilog="example:\n  codemix data inspect balanced --batches 1000 --sequence_length 512")
     p.add_argument("mixture", help="mixture name (gin/mixtures/<name>.gin) or SeqIO task")
     p.add_argument("--batches", type=int, default=100, help="batches to draw.")
     p.add_argument("--batch_size", type=int, default=8, help="rows per batch.")
@@ -37,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="train", help="train or validation.")
     p.add_argument("--samples", type=int, default=1, help="sample documents shown per source.")
     _common(p)
-    p = sub.add_parser("contamination", help="13-gram overlap of each family with the eval sets")
+    p = sub.add_parser("contamination", help="13-gram overlap of each family with the eval sets",
+                       epilog="example:\n  codemix data contamination --mixture quality_synthetic --max_docs 1000")
     p.add_argument("--mixture", required=True, help="mixture whose tasks are checked")
     p.add_argument("--max_docs", type=int, default=0, help="documents checked per task (0 = all).")
     p.add_argument("--split", default="train", help="train or validation.")

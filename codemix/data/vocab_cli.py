@@ -9,7 +9,8 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="vocab_command", required=True, metavar="SUBCOMMAND")
-    p = sub.add_parser("train", help="train a SentencePiece vocabulary on a mixture")
+    p = sub.add_parser("train", help="train a SentencePiece vocabulary on a mixture",
+                       epilog="example:\n  codemix vocab train --mixture balanced --size 16384 --output v.model")
     p.add_argument("--mixture", required=True, help="mixture name (gin/mixtures/<name>.gin)")
     p.add_argument("--size", type=int, default=8192, help="vocabulary size (pieces).")
     p.add_argument("--output", required=True, help="model path to write (local or gs://).")

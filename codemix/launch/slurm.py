@@ -14,9 +14,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from codemix.config import REPO_ROOT
-
-TEMPLATE = REPO_ROOT / "launch" / "slurm" / "codemix.sbatch"
+# launch/slurm/ of the repository: a symlink in a checkout, package data in a wheel.
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "codemix.sbatch"
 
 
 @dataclasses.dataclass(frozen=True)

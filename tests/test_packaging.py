@@ -1,0 +1,103 @@
+"""codemix works from any directory and from a non-editable install: the gin
+files and the sbatch template travel with the package, and gin finds them
+through its search path (codemix/config.py)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import gin
+from codemix import config
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+SHIPPED_GIN = sorted(p.relative_to(CHECKOUT).as_posix() for p in (CHECKOUT / "gin").rglob("*.gin"))
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """The current directory is outside the checkout."""
+    monkeypatch.chdir(tmp_path)
+    gin.clear_config()
+    yield tmp_path
+    gin.clear_config()
+
+
+def test_shipped_gin_files_resolve_from_any_directory(elsewhere):
+    path = Path(config.resolve_gin_file("gin/experiments/demo.gin"))
+    assert path.read_text() == (CHECKOUT / "gin/experiments/demo.gin").read_text()
+    # experiments/tiny_cpu.gin includes 'gin/models/tiny.gin' and 'gin/runtime/cpu.gin'
+    config.parse(["gin/experiments/tiny_cpu.gin"], finalize=False)
+    assert config.query("ModelConfig.num_layers") is not None
+
+
+def test_user_gin_file_includes_the_shipped_ones(elsewhere):
+    (elsewhere / "mine.gin").write_text("include 'gin/models/tiny.gin'\nModelConfig.num_layers = 3\n")
+    config.parse(["mine.gin"], finalize=False)
+    assert config.query("ModelConfig.num_layers") == 3
+    assert config.query("ModelConfig.d_model") is not None  # from the shipped tiny.gin
+
+
+def test_a_file_in_the_current_directory_takes_precedence(elsewhere):
+    (elsewhere / "gin" / "models").mkdir(parents=True)
+    (elsewhere / "gin" / "models" / "tiny.gin").write_text("ModelConfig.num_layers = 7\n")
+    assert config.resolve_gin_file("gin/models/tiny.gin") == "gin/models/tiny.gin"
+    config.parse(["gin/models/tiny.gin"], finalize=False)
+    assert config.query("ModelConfig.num_layers") == 7
+
+
+def test_missing_gin_file_names_where_it_looked(elsewhere):
+    with pytest.raises(config.ConfigError, match="not found.*current directory.*shipped with codemix"):
+        config.resolve_gin_file("gin/experiments/nope.gin")
+
+
+def _venv_on_main_packages(root: Path) -> Path:
+    """A fresh venv (no pip) that sees this environment's site-packages but not
+    its .pth files, so the editable codemix of the checkout is invisible."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    purelib = Path(subprocess.run([str(root / "bin" / "python"), "-c",
+                                   "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    (purelib / "main_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return root / "bin"
+
+
+@pytest.mark.slow
+def test_wheel_installed_non_editable_runs_from_outside_the_checkout(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(CHECKOUT), "-w", str(wheels)],
+                   check=True, cwd=tmp_path)
+    (wheel,) = wheels.glob("codemix-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"codemix/{g}" for g in SHIPPED_GIN} <= names
+    assert "codemix/launch/templates/codemix.sbatch" in names
+
+    bin_dir = _venv_on_main_packages(tmp_path / "venv")
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    away = tmp_path / "away"
+    away.mkdir()
+
+    def codemix(*argv: str) -> str:
+        proc = subprocess.run([str(bin_dir / "codemix"), *argv], capture_output=True, text=True, env=env,
+                              cwd=away, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import codemix.config as c; print(c.GIN_DIR)"],
+                           capture_output=True, text=True, env=env, cwd=away, check=True).stdout.strip()
+    assert Path(where).is_relative_to(tmp_path / "venv") and not Path(where).is_symlink()
+
+    plan = codemix("experiment", "run", "gin/experiments/demo.gin", "--dry_run", "--workdir", str(tmp_path / "x"))
+    assert "24 runs" in plan or "runs," in plan
+    script = codemix("launch", "slurm", "--nodes", "2", "--dry_run", "--",
+                     "codemix", "train", "--gin_file", "gin/experiments/tiny_cpu.gin", "--workdir", "runs/a")
+    assert "#SBATCH --nodes=2" in script
+    assert "sbatch" in script
