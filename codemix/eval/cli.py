@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
     parts_key = {"checkpoint": os.path.abspath(info.path), "step": info.step,
                  "num_shots": args.num_shots, "fewshot_seed": args.fewshot_seed,
                  "num_samples": args.num_samples, "temperature": args.temperature}
-    records, seconds, details = Evaluator(cfg, params, vocab, settings, sandbox).run(
+    out = Evaluator(cfg, params, vocab, settings, sandbox).run_full(
         names, args.limit, run_name=info.run, step=info.step, parts_dir=parts_dir, parts_key=parts_key)
+    records, seconds, details = out.records, out.seconds, out.details
     meta = {"checkpoint": info.path, "limit": args.limit, "num_shots": args.num_shots,
             "fewshot_seed": args.fewshot_seed, "num_samples": args.num_samples,
             "seconds": seconds, "total_seconds": time.perf_counter() - start}
-    write_results(args.output, records, meta)
+    write_results(args.output, records, meta, out.per_example)
     if args.save_details:
         with open(args.save_details, "w") as f:
             json.dump(details, f, indent=1)

@@ -8,7 +8,8 @@ In a gin file:
     EvalHook.every = 1000
 
 Each call evaluates the live params (no checkpoint round trip), writes the
-records to `<workdir>/eval/step_<step>.json` (results.json schema) and returns
+records and per-example values to `<workdir>/eval/step_<step>.json`
+(results.json schema) and returns
 `{"eval/<benchmark>/<metric>": value, "eval/category:<c>/mean": ...}`, which
 the trainer merges into the next metrics.jsonl line. The vocabulary is that
 of the run's data (`make_train_iterator.mixture`), or `eval_vocabulary` if
@@ -66,9 +67,10 @@ class EvalHook:
     def __call__(self, step: int, state: dict, cfg, workdir: str) -> dict:
         evaluator = Evaluator(cfg, state["params"], self._vocabulary(), self.settings)
         run = os.path.basename(os.path.abspath(workdir))
-        records, seconds, _ = evaluator.run(self.names, self.limit, run_name=run, step=int(step))
+        out = evaluator.run_full(self.names, self.limit, run_name=run, step=int(step))
         if jax.process_index() == 0:
-            write_results(os.path.join(workdir, "eval", f"step_{int(step)}.json"), records,
-                          {"source": "EvalHook", "limit": self.limit, "seconds": seconds})
-        log.info("eval hook at step %d took %.1fs", step, sum(seconds.values()))
-        return {f"eval/{r['benchmark']}/{r['metric']}": r["value"] for r in records}
+            write_results(os.path.join(workdir, "eval", f"step_{int(step)}.json"), out.records,
+                          {"source": "EvalHook", "limit": self.limit, "seconds": out.seconds},
+                          out.per_example)
+        log.info("eval hook at step %d took %.1fs", step, sum(out.seconds.values()))
+        return {f"eval/{r['benchmark']}/{r['metric']}": r["value"] for r in out.records}

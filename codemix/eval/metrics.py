@@ -1,5 +1,6 @@
 """Scoring functions shared by every benchmark: accuracy, exact match, pass@k,
-and bootstrap confidence intervals.
+continuous metrics (prob_correct, bits per byte), and bootstrap confidence
+intervals.
 
 Exact match (SQuAD / TriviaQA convention): both strings are lower-cased,
 punctuation is removed, the articles "a", "an", "the" are dropped and runs of
@@ -14,6 +15,16 @@ least one of k samples drawn without replacement passes is
 
 computed as 1 - prod_{i = n-c+1}^{n} (1 - k / i), which never forms the huge
 binomials. It is 1 when n - c < k (every k-subset holds a passing sample).
+
+Continuous metrics (DataDecide, Magnusson et al. 2025, arXiv 2504.11393: at
+small scale they predict large-scale rankings far better than accuracy):
+  prob_correct  the choices' log-likelihoods turned into a distribution over
+                the choices, softmax(ll)_label = exp(ll_label) / sum_j exp(ll_j),
+                computed with the max subtracted (stable for ll of -1e4).
+  bpb           bits per UTF-8 byte of the gold continuation:
+                -ll(gold | context) / (ln 2 * len(gold.encode("utf-8"))).
+                It does not depend on the tokenizer, so models with different
+                vocabularies compare; lower is better.
 
 Bootstrap interval: resample the per-example scores with replacement
 `num_resamples` times (fixed seed, so a rerun gives the same interval), take
@@ -71,6 +82,21 @@ def rank_choice(loglikelihoods: Sequence[float], lengths: Sequence[int] | None =
     if lengths is not None:
         scores = scores / np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)
     return int(np.argmax(scores))
+
+
+def prob_correct(loglikelihoods: Sequence[float], label: int) -> float:
+    """Softmax of the choices' log-likelihoods at `label` (see module docstring)."""
+    ll = np.asarray(loglikelihoods, dtype=np.float64)
+    z = np.exp(ll - ll.max())
+    return float(z[label] / z.sum())
+
+
+def bits_per_byte(loglikelihood: float, text: str) -> float:
+    """Bits per UTF-8 byte of `text` given its log-likelihood (natural log)."""
+    n = len(text.encode("utf-8"))
+    if n == 0:
+        raise ValueError("bits per byte needs a non-empty text.")
+    return float(-loglikelihood / (np.log(2.0) * n))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -14,6 +14,18 @@ Scoring by kind:
                    problem (greedy when n = 1, else temperature sampling);
                    pass@k is the unbiased estimator for every k <= n.
 
+Continuous metrics (DataDecide, arXiv 2504.11393: at small scale they rank
+models the way large scale does, where accuracy is mostly noise), per example:
+  prob_correct     multiple choice: softmax of the choices' log-likelihoods at
+                   the label (codemix/eval/metrics.py).
+  bpb              bits per UTF-8 byte of the gold continuation given the
+                   (k-shot) context: the label's continuation (multiple
+                   choice), " " + the first alias after the prompt
+                   (generation), the reference solution after the prompt
+                   (code). Lower is better. Gold continuations are scored with
+                   the same packed scorer as multiple choice.
+They are records like every metric; category means use only the primary one.
+
 k-shot prompts: for example i, k other examples of the same split are drawn
 with numpy's default_rng([fewshot_seed, i]) and prepended (each shot is its
 context + its gold continuation, shots separated by a blank line). The
@@ -24,7 +36,9 @@ Result records (one JSON schema for everything, see `write_results`):
 with ci the bootstrap 95% interval [low, high]. A category's mean over its
 benchmarks' primary metrics is a record with benchmark "category:<name>",
 metric "mean" and n = the number of benchmarks; its interval comes from the
-means of the benchmarks' bootstrap replicates.
+means of the benchmarks' bootstrap replicates. Per-example values sit next
+to the records under "per_example": {benchmark: {"ids": [...], metric: [...]}}
+(see `EvalOutput`, `write_results`).
 """
 from __future__ import annotations
 
@@ -89,6 +103,32 @@ class BenchmarkResult:
     per_example: dict[str, np.ndarray]  # metric -> per-example values
     seconds: float
     details: list[dict]
+    ids: list[str] = dataclasses.field(default_factory=list)  # example ids, in per_example order
+
+
+@dataclasses.dataclass
+class EvalOutput:
+    """Everything `Evaluator.run_full` produces.
+
+    Attributes:
+      records: result records (module docstring), per metric and category.
+      seconds: wall-clock seconds per benchmark.
+      details: per benchmark, per-example predictions and scores.
+      per_example: {benchmark: {"ids": [str], metric: [float], ...}}, the
+        values the records average (what `write_results` stores).
+    """
+
+    records: list[dict]
+    seconds: dict[str, float]
+    details: dict[str, list[dict]]
+    per_example: dict[str, dict[str, list]]
+
+
+def per_example_table(results: Sequence[BenchmarkResult]) -> dict[str, dict[str, list]]:
+    """{benchmark: {"ids": [...], metric: [...]}} of finished benchmarks."""
+    return {r.benchmark.name: {"ids": [str(i) for i in r.ids],
+                               **{m: np.asarray(v, np.float64).tolist() for m, v in r.per_example.items()}}
+            for r in results}
 
 
 class Evaluator:
@@ -140,19 +180,33 @@ class Evaluator:
         ll = scoring.score_packed(self.cfg, self.params, requests, self.settings.row_len,
                                   self.settings.batch_size, self.settings.progress,
                                   self.settings.max_row_len)
-        acc, acc_norm, details, pos = [], [], [], 0
+        acc, acc_norm, prob, bpb, details, pos = [], [], [], [], [], 0
         for i in range(evaluated):
             ex = examples[i]
             n = len(ex["continuations"])
             scores = ll[pos : pos + n]
             pos += n
+            label = ex["label"]
             pred = metrics.rank_choice(scores)
             pred_norm = metrics.rank_choice(scores, [len(c) for c in ex["continuations"]])
-            acc.append(float(pred == ex["label"]))
-            acc_norm.append(float(pred_norm == ex["label"]))
+            acc.append(float(pred == label))
+            acc_norm.append(float(pred_norm == label))
+            prob.append(metrics.prob_correct(scores, label))
+            bpb.append(metrics.bits_per_byte(scores[label], ex["continuations"][label]))
             details.append({"id": ex["id"], "loglikelihoods": scores.tolist(), "pred": pred,
-                            "pred_norm": pred_norm, "label": ex["label"]})
-        return {"acc": np.array(acc), "acc_norm": np.array(acc_norm)}, details
+                            "pred_norm": pred_norm, "label": label})
+        return {"acc": np.array(acc), "acc_norm": np.array(acc_norm), "prob_correct": np.array(prob),
+                "bpb": np.array(bpb)}, details
+
+    def _gold_bpb(self, contexts: Sequence[str], golds: Sequence[str]) -> np.ndarray:
+        """Bits per byte of each gold continuation after its context, packed
+        and batched like the multiple-choice scoring."""
+        requests = [scoring.Request(tuple(self.encode(c) or [self.vocab.eos_id]), tuple(self.encode(g)))
+                    for c, g in zip(contexts, golds)]
+        ll = scoring.score_packed(self.cfg, self.params, requests, self.settings.row_len,
+                                  self.settings.batch_size, self.settings.progress,
+                                  self.settings.max_row_len)
+        return np.array([metrics.bits_per_byte(x, g) for x, g in zip(ll, golds)])
 
     def _generate(self, bench, prompts: list[str], num_samples: int, temperature: float) -> list[str]:
         # Short answers (knowledge) may start on a new line; code keeps its
@@ -180,7 +234,10 @@ class Evaluator:
         for ex, text in zip(examples[:evaluated], texts):
             em.append(metrics.exact_match(text.strip(), ex["answers"]))
             details.append({"id": ex["id"], "prediction": text.strip(), "exact_match": em[-1]})
-        return {"exact_match": np.array(em)}, details
+        # The gold answer as the model would write it after "Answer:" (and as
+        # the k-shot examples show it).
+        bpb = self._gold_bpb(prompts, [" " + ex["answers"][0] for ex in examples[:evaluated]])
+        return {"exact_match": np.array(em), "bpb": bpb}, details
 
     def _code(self, bench, examples, evaluated) -> tuple[dict, list[dict]]:
         n = max(1, self.settings.num_samples)
@@ -217,7 +274,16 @@ class Evaluator:
         if "sandbox_error" in statuses:
             log.warning("%s: %d programs could not start in the sandbox (counted as failures)",
                         bench.name, statuses.count("sandbox_error"))
-        return {k: np.array(v) for k, v in per_k.items()}, details
+        out = {k: np.array(v) for k, v in per_k.items()}
+        out.update(self._code_bpb(bench, examples[:evaluated]))
+        return out, details
+
+    def _code_bpb(self, bench, examples) -> dict[str, np.ndarray]:
+        """bpb of the reference solutions after the prompts (none if any is missing)."""
+        if not all(ex.get("solution") for ex in examples):
+            log.info("%s: not every example has a reference solution; no bpb", bench.name)
+            return {}
+        return {"bpb": self._gold_bpb([ex["prompt"] for ex in examples], [ex["solution"] for ex in examples])}
 
     # ------------------------------------------------------------------ api
     def evaluate(self, name: str, limit: int | None = None) -> BenchmarkResult:
@@ -232,16 +298,25 @@ class Evaluator:
         seconds = time.perf_counter() - start
         summary = ", ".join(f"{m}={v.mean():.4f}" for m, v in per_example.items())
         log.info("%s: %s (n=%d, %.1fs)", name, summary, evaluated, seconds)
-        return BenchmarkResult(bench, per_example, seconds, details)
+        return BenchmarkResult(bench, per_example, seconds, details,
+                               [str(ex["id"]) for ex in examples[:evaluated]])
 
     def run(self, names: Sequence[str], limit: int | None = None, run_name: str = "", step: int = -1,
             parts_dir: str | None = None, parts_key: dict | None = None):
         """Evaluate `names`; returns (records, {benchmark: seconds}, details).
+        `run_full` takes the same arguments and also returns the per-example values."""
+        out = self.run_full(names, limit, run_name, step, parts_dir, parts_key)
+        return out.records, out.seconds, out.details
 
-        With `parts_dir`, each finished benchmark's per-example scores are saved
-        there as <name>.json together with `parts_key` (what was evaluated and
-        how); a later call with the same key loads them instead of evaluating
-        again, so an interrupted multi-hour evaluation resumes where it stopped.
+    def run_full(self, names: Sequence[str], limit: int | None = None, run_name: str = "", step: int = -1,
+                 parts_dir: str | None = None, parts_key: dict | None = None) -> EvalOutput:
+        """Evaluate `names` (see `EvalOutput` for what comes back).
+
+        With `parts_dir`, each finished benchmark's per-example scores and ids
+        are saved there as <name>.json together with `parts_key` (what was
+        evaluated and how); a later call with the same key loads them instead
+        of evaluating again, so an interrupted multi-hour evaluation resumes
+        where it stopped.
         """
         results = []
         for n in names:
@@ -253,9 +328,10 @@ class Evaluator:
             else:
                 log.info("%s: loaded finished scores from %s", n, parts_dir)
             results.append(result)
-        return (make_records(results, run_name, step, self.settings.bootstrap_resamples),
-                {r.benchmark.name: r.seconds for r in results},
-                {r.benchmark.name: r.details for r in results})
+        return EvalOutput(make_records(results, run_name, step, self.settings.bootstrap_resamples),
+                          {r.benchmark.name: r.seconds for r in results},
+                          {r.benchmark.name: r.details for r in results},
+                          per_example_table(results))
 
 
 def _part_key(key: dict | None, limit: int | None) -> dict:
@@ -267,7 +343,7 @@ def save_part(parts_dir: str, result: BenchmarkResult, key: dict | None, limit: 
     os.makedirs(parts_dir, exist_ok=True)
     doc = {"key": _part_key(key, limit), "benchmark": result.benchmark.name, "seconds": result.seconds,
            "per_example": {m: v.tolist() for m, v in result.per_example.items()},
-           "details": result.details}
+           "ids": [str(i) for i in result.ids], "details": result.details}
     path = os.path.join(parts_dir, f"{result.benchmark.name}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f, default=_jsonable)
@@ -293,9 +369,11 @@ def load_part(parts_dir: str, name: str, key: dict | None, limit: int | None) ->
     if doc.get("key") != json.loads(json.dumps(_part_key(key, limit))):
         log.info("%s: ignoring %s, made with other settings", name, path)
         return None
+    # Parts written before ids were saved still have them in their details.
+    ids = doc.get("ids") or [str(d.get("id", "")) for d in doc["details"]]
     return BenchmarkResult(tasks.get_benchmark(name),
                            {m: np.asarray(v) for m, v in doc["per_example"].items()},
-                           float(doc["seconds"]), doc["details"])
+                           float(doc["seconds"]), doc["details"], ids)
 
 
 def make_records(results: Sequence[BenchmarkResult], run: str, step: int, resamples: int = 1000) -> list[dict]:
@@ -318,21 +396,29 @@ def make_records(results: Sequence[BenchmarkResult], run: str, step: int, resamp
     return records
 
 
-def write_results(path: str, records: list[dict], meta: dict | None = None) -> None:
-    """results.json: {"schema_version", "created", "meta", "records": [...]}."""
+def write_results(path: str, records: list[dict], meta: dict | None = None,
+                  per_example: dict[str, dict[str, list]] | None = None) -> None:
+    """results.json: {"schema_version", "created", "meta", "records": [...]},
+    plus "per_example": {benchmark: {"ids": [str], metric: [float]}} when
+    given (`EvalOutput.per_example`; one line per benchmark, as the lists
+    hold up to 10k values)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     doc = {"schema_version": SCHEMA_VERSION,
            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "meta": meta or {}, "records": records}
+    text = json.dumps(doc, indent=1, sort_keys=False)
+    if per_example is not None:
+        lines = [f" {json.dumps(b)}: {json.dumps(v)}" for b, v in per_example.items()]
+        text = text[:-2] + ',\n "per_example": {\n' + ",\n".join(lines) + "\n }\n}"
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write(text)
     os.replace(tmp, path)
 
 
 def format_table(records: list[dict]) -> str:
-    lines = [f"{'benchmark':<22} {'metric':<10} {'value':>8} {'n':>6}  95% CI"]
+    lines = [f"{'benchmark':<22} {'metric':<12} {'value':>8} {'n':>6}  95% CI"]
     for r in records:
         lo, hi = r["ci"]
-        lines.append(f"{r['benchmark']:<22} {r['metric']:<10} {r['value']:>8.4f} {r['n']:>6}  [{lo:.4f}, {hi:.4f}]")
+        lines.append(f"{r['benchmark']:<22} {r['metric']:<12} {r['value']:>8.4f} {r['n']:>6}  [{lo:.4f}, {hi:.4f}]")
     return "\n".join(lines)

