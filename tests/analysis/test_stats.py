@@ -1,18 +1,235 @@
-"""Relative change and its bootstrap interval on hand-made numbers."""
+"""Scores, paired changes and their intervals: hand-checkable cases and calibration by simulation."""
 import numpy as np
 import pytest
 
 from codemix.analysis.stats import (
+    Change,
     bootstrap_mean_interval,
     bootstrap_relative_change,
+    mean_interval,
+    paired_change,
     relative_change,
+    score,
+    seed_std,
+    signal_to_noise,
 )
 
+
+# --- Simulation used by the calibration tests --------------------------------------------------
+
+def _simulate(rng, effect, seeds_v, seeds_b, seed_sd, n_bench, bench_effect_sd=0.0, sizes=(100, 1000)):
+    """One experiment: V and B answer the same freshly drawn examples of n_bench benchmarks.
+
+    Per benchmark: n ~ U{sizes}, difficulty p_i = 0.1 + 0.7 * Beta(a, b) with (a, b) ~ U(0.5, 3)^2;
+    V's probabilities are (1 + effect) * p_i (times (1 + tau) for a benchmark-level effect tau with sd
+    bench_effect_sd, clipped at 1.5 sd, mean 0); each seed adds one shift ~ seed_sd * N(0, 1) (clipped at
+    3 sd) to every probability of that model; answers are Bernoulli. No probability leaves [0, 1], so the
+    expected category score of V is exactly (1 + effect) times B's: the true relative change is
+    100 * effect, over the population of examples, seeds and (when tau varies) benchmarks.
+    """
+    shift_v = seed_sd * np.clip(rng.standard_normal(seeds_v), -3, 3)
+    shift_b = seed_sd * np.clip(rng.standard_normal(seeds_b), -3, 3)
+    V, B = {}, {}
+    for k in range(n_bench):
+        n = int(rng.integers(sizes[0], sizes[1] + 1))
+        a, b = rng.uniform(0.5, 3.0, size=2)
+        p = 0.1 + 0.7 * rng.beta(a, b, size=n)
+        tau = bench_effect_sd * np.clip(rng.standard_normal(), -1.5, 1.5) if bench_effect_sd else 0.0
+        pv = (1 + effect) * (1 + tau) * p[None, :] + shift_v[:, None]
+        pb = p[None, :] + shift_b[:, None]
+        assert 0 <= min(pv.min(), pb.min()) and max(pv.max(), pb.max()) <= 1  # else clipping biases the truth
+        V[f"b{k}"] = (rng.random(pv.shape) < pv).astype(np.float64)
+        B[f"b{k}"] = (rng.random(pb.shape) < pb).astype(np.float64)
+    return V, B
+
+
+def _coverage(effect, seeds, seed_sd, n_sims=1000, bench=(2, 3, 4), bench_effect_sd=0.0, sizes=(100, 1000),
+              seed=0, modes=(False,)):
+    """Share of n_sims simulated experiments whose 95% interval holds the true change, per mode
+    (resample_benchmarks False / True; both are computed on the same experiments)."""
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(len(modes))
+    for i in range(n_sims):
+        V, B = _simulate(rng, effect, int(rng.choice(seeds)), int(rng.choice(seeds)), seed_sd,
+                         int(rng.choice(bench)), bench_effect_sd, sizes)
+        for m, resample_benchmarks in enumerate(modes):
+            ch = paired_change(V, B, resamples=400, seed=i, resample_benchmarks=resample_benchmarks)
+            hits[m] += ch.low <= 100 * effect <= ch.high
+    return hits / n_sims if len(modes) > 1 else hits[0] / n_sims
+
+
+# --- Calibration ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("effect", [0.0, 0.10], ids=["null", "plus10pct"])
+@pytest.mark.parametrize("seeds,seed_sd", [((1,), 0.0), ((2, 3), 0.01)], ids=["one_seed", "two_or_three_seeds"])
+def test_interval_is_calibrated_with_benchmarks_fixed(effect, seeds, seed_sd):
+    # 1,000 simulated experiments of 2-4 benchmarks x 100-1000 examples; the benchmark list is the
+    # fixed design, examples, seeds and answers are random. The 95% interval must cover the true
+    # change in 93-97% of them (binomial sd of the rate: 0.7 points). One seed can only be calibrated
+    # where training adds no noise: its seed noise is invisible by construction (module docstring).
+    # Seed sd of 1 accuracy point is typical of small pretraining runs.
+    assert 0.93 <= _coverage(effect, seeds, seed_sd) <= 0.97
+
+
+@pytest.mark.slow
+def test_benchmark_resampling_is_calibrated_with_many_benchmarks():
+    # The benchmark-population estimand: 30 benchmarks drawn per experiment, each with its own true
+    # effect (sd 15% around a mean of 0, clipped at 1.5 sd), 100-300 examples, one seed. Resampling
+    # benchmarks covers the population's change at about the nominal rate (a little above: the
+    # within-benchmark noise is counted in the spread of benchmark means and again in the example
+    # draw); the fixed-list interval, about these 30 benchmarks only, is far too narrow for it.
+    fixed, resampled = _coverage(0.0, (1,), 0.0, n_sims=400, bench=(30,), bench_effect_sd=0.15,
+                                 sizes=(100, 300), modes=(False, True))
+    assert 0.92 <= resampled <= 0.98
+    assert fixed < 0.85
+
+
+# --- The case that motivated the rewrite ----------------------------------------------------------
+
+def test_two_benchmarks_of_eight_examples_include_zero():
+    # Variant 3/8 and 2/8 against baseline 5/8 and 4/8 (-44%): the benchmark-only bootstrap gave
+    # [-50%, -40%]. The two models disagree on 8 of the 16 examples, 6 for B and 2 for V, which
+    # an exact sign test calls p = 0.29: nothing is shown, and the interval must say so.
+    variant = {"copa": np.array([[1, 1, 1, 0, 0, 0, 0, 0]]), "arc": np.array([[1, 1, 0, 0, 0, 0, 0, 0]])}
+    baseline = {"copa": np.array([[1, 1, 0, 1, 1, 1, 0, 0]]), "arc": np.array([[1, 0, 1, 1, 0, 1, 0, 0]])}
+    ch = paired_change(variant, baseline)
+    assert ch.value == pytest.approx(100 * (5 / 16 - 9 / 16) / (9 / 16))
+    assert ch.low < 0 < ch.high and not ch.excludes_zero
+    assert (ch.n_benchmarks, ch.n_examples, ch.n_seeds, ch.base_seeds) == (2, 16, 1, 1)
+    assert bootstrap_relative_change([[3 / 8, 2 / 8]], [[5 / 8, 4 / 8]]).excludes_zero  # the old bug
+
+
+# --- Hand-checkable cases ---------------------------------------------------------------------------
+
+def test_score_is_the_mean_over_benchmarks_of_seed_and_example_means():
+    scores = {"a": np.array([[1, 0], [1, 1]]), "b": np.array([[0, 1, 1, 1], [0, 0, 0, 1]])}
+    assert score(scores) == pytest.approx((0.75 + 0.5) / 2)  # unweighted: b's 4 examples count as a's 2
+    assert score({"a": np.array([0.2, 0.4])}) == pytest.approx(0.3)  # 1-D: one seed
+    assert np.isnan(score({})) and np.isnan(score({"a": np.zeros((1, 0))}))
+
+
+def test_identical_examples_and_one_seed_collapse_the_interval():
+    ch = paired_change({"a": np.full((1, 5), 0.6)}, {"a": np.full((1, 5), 0.5)})
+    assert (ch.value, ch.low, ch.high) == pytest.approx((20.0, 20.0, 20.0))
+    assert ch.kind == "relative" and ch.excludes_zero
+
+
+def test_one_benchmark_still_has_an_interval_from_its_examples():
+    rng = np.random.default_rng(1)
+    base = (rng.random((1, 400)) < 0.5).astype(float)
+    var = (rng.random((1, 400)) < 0.5).astype(float)
+    ch = paired_change({"a": var}, {"a": base})
+    assert ch.high - ch.low > 5.0  # about +-2 * sqrt(0.5 / 400) / 0.5 = +-14%
+    mean, lo, hi = mean_interval({"a": base})
+    assert lo < mean < hi and hi - lo == pytest.approx(4 * np.sqrt(0.25 / 400), rel=0.15)
+
+
+def test_absolute_kind_is_a_difference_of_scores():
+    # d = V - B per example = (0, 1, 0, 0): the resampled count of the 1 is Binomial(4, 1/4),
+    # P(0) = .32, P(<= 2) = .95, P(<= 3) = .996, so the 95% interval of mean(d) is [0, 0.75].
+    ch = paired_change({"a": np.array([[1, 1, 0, 0]])}, {"a": np.array([[1, 0, 0, 0]])}, kind="absolute",
+                       resamples=4000)
+    assert (ch.value, ch.low, ch.high) == pytest.approx((0.25, 0.0, 0.75))
+    assert ch.kind == "absolute" and ch.undefined == 0
+
+
+def test_pairing_by_example_narrows_the_interval():
+    # V agrees with B on 95% of the examples; examples differ a lot in difficulty. Shuffling B's
+    # examples keeps both scores but breaks the pairing, and the interval must widen a lot.
+    rng = np.random.default_rng(2)
+    p = rng.beta(0.5, 0.5, size=(3, 1000))
+    base = (rng.random(p.shape) < p).astype(float)
+    var = np.where(rng.random(p.shape) < 0.05, 1 - base, base)
+    paired = paired_change({f"b{k}": var[k:k + 1] for k in range(3)}, {f"b{k}": base[k:k + 1] for k in range(3)})
+    shuffled_base = {f"b{k}": rng.permutation(base[k])[None] for k in range(3)}
+    shuffled = paired_change({f"b{k}": var[k:k + 1] for k in range(3)}, shuffled_base)
+    assert paired.value == pytest.approx(shuffled.value)
+    assert paired.high - paired.low < 0.4 * (shuffled.high - shuffled.low)
+
+
+def test_seed_term_has_the_unbiased_seed_variance():
+    # One benchmark; V's two seeds score 0.5 and 0.7 on every example, B 0.5. Examples add nothing,
+    # the seed deviations are +-0.1 (sample variance 0.02). The bootstrap mean of two drawn seeds
+    # has variance s^2 / 4; reflating by R / (R - 1) = 2 gives s^2 / 2, the unbiased variance of a
+    # two-seed mean: replicates 0.6 + sqrt(2) * {-0.1, 0, 0.1} with p = 1/4, 1/2, 1/4.
+    var = {"a": np.array([[0.5] * 6, [0.7] * 6])}
+    ch = paired_change(var, {"a": np.full((1, 6), 0.5)}, resamples=4000)
+    step = 100 * np.sqrt(2) * 0.1 / 0.5
+    assert (ch.value, ch.low, ch.high) == pytest.approx((20.0, 20.0 - step, 20.0 + step))
+    assert (ch.n_seeds, ch.base_seeds) == (2, 1)
+
+
+def test_zero_baseline_replicates_are_counted_as_undefined():
+    ch = paired_change({"a": np.array([[1, 0, 0, 0]])}, {"a": np.array([[0, 0, 0, 1]])}, resamples=1000)
+    assert ch.undefined > 0 and ch.low <= ch.high
+    assert paired_change({"a": np.array([[1, 0]])}, {"a": np.array([[1, 0]])}, kind="absolute").undefined == 0
+
+
+def test_empty_input_is_nan():
+    for ch in (paired_change({}, {}), paired_change({"a": np.zeros((1, 0))}, {"a": np.zeros((1, 0))})):
+        assert np.isnan(ch.value) and np.isnan(ch.low) and np.isnan(ch.high) and not ch.excludes_zero
+    assert all(np.isnan(x) for x in mean_interval({}))
+
+
+def test_misaligned_inputs_are_errors():
+    with pytest.raises(ValueError, match="align them"):
+        paired_change({"a": np.ones((1, 3))}, {"b": np.ones((1, 3))})
+    with pytest.raises(ValueError, match="align them"):
+        paired_change({"a": np.ones((1, 3))}, {"a": np.ones((1, 4))})
+    with pytest.raises(ValueError, match="seed counts"):
+        score({"a": np.ones((1, 3)), "b": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="kind"):
+        paired_change({"a": np.ones((1, 3))}, {"a": np.ones((1, 3))}, kind="ratio")
+
+
+def test_intervals_are_deterministic_by_default():
+    rng = np.random.default_rng(4)
+    v, b = {"a": rng.random((2, 50))}, {"a": rng.random((3, 50))}
+    assert paired_change(v, b) == paired_change(v, b)
+
+
+def test_benchmark_resampling_widens_the_interval():
+    # Benchmarks that disagree (+ on one, - on the other): the fixed list's interval is about their
+    # average; generalising over benchmarks must add their disagreement.
+    rng = np.random.default_rng(5)
+    base = {k: (rng.random((1, 500)) < 0.5).astype(float) for k in ("x", "y")}
+    var = {"x": np.maximum(base["x"], rng.random((1, 500)) < 0.3), "y": base["y"] * (rng.random((1, 500)) < 0.7)}
+    fixed = paired_change(var, base)
+    wide = paired_change(var, base, resample_benchmarks=True)
+    assert wide.resampled_benchmarks and not fixed.resampled_benchmarks
+    assert wide.high - wide.low > 1.5 * (fixed.high - fixed.low)
+
+
+def test_seed_std_is_the_sample_std():
+    assert seed_std(np.array([1.0, 2.0, 3.0])) == pytest.approx(1.0)
+    assert np.isnan(seed_std(np.array([0.5])))
+
+
+def test_signal_to_noise_is_spread_of_means_over_pooled_seed_std():
+    # Means 2 and 6 (spread 4); within-variant squared deviations 2 + 2 over 1 + 1 dof: pooled sd sqrt(2).
+    assert signal_to_noise({"a": np.array([1.0, 3.0]), "b": np.array([5.0, 7.0])}) == pytest.approx(4 / np.sqrt(2))
+    # Relative dispersion over relative std: the shared mean cancels, so scaling all scores changes nothing.
+    assert signal_to_noise({"a": np.array([10.0, 30.0]), "b": np.array([50.0, 70.0])}) == pytest.approx(4 / np.sqrt(2))
+    # A single-seed variant adds signal but no noise degrees of freedom.
+    assert signal_to_noise({"a": np.array([1.0, 3.0]), "b": np.array([9.0])}) == pytest.approx(7 / np.sqrt(2))
+    assert np.isnan(signal_to_noise({"a": np.array([1.0]), "b": np.array([2.0])}))  # noise unknown
+    assert np.isnan(signal_to_noise({"a": np.array([1.0, 2.0])}))  # no signal without two variants
+
+
+# --- The old API (benchmark-level scores), kept for codemix/analysis/tables.py ----------------------
 
 def test_relative_change_is_percent_of_baseline():
     assert relative_change(0.6, 0.5) == pytest.approx(20.0)
     assert relative_change(0.4, 0.5) == pytest.approx(-20.0)
     assert np.isnan(relative_change(0.4, 0.0))
+
+
+def test_change_keeps_its_positional_fields():
+    ch = Change(1.0, 0.5, 1.5, 2, 1, 1)
+    assert (ch.value, ch.low, ch.high, ch.n_benchmarks, ch.n_seeds, ch.base_seeds, ch.undefined) == \
+        (1.0, 0.5, 1.5, 2, 1, 1, 0)
+    assert ch.excludes_zero
 
 
 def test_uniform_gain_has_a_collapsed_interval():
