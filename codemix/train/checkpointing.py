@@ -5,22 +5,53 @@ Layout of `<workdir>/checkpoints/<step>/`:
   opt_state/  optimizer state, for exact resume
   data/       the tf.data iterator state, one file set per process
   meta/       JSON: step, tokens seen, tokens and repeated rows per source
+  checksums.json  size and SHA-256 of every file in the four folders above
 
 There is exactly one way to start from another run: `load_params`, which reads
 only `params/` (weights only; stages use it). Resuming the same run restores
-everything (`Checkpointer.restore`).
+everything (`Checkpointer.restore_latest`).
+
+Integrity. Orbax writes asynchronously and commits a step by renaming its
+temporary folder, so the files are only final once that write has finished.
+The manifest is therefore written when the next save, `wait()` or `close()`
+waits on the write: it hashes the files as they are on disk (one read of the
+checkpoint, ~1-2 GB/s of SHA-256 on one core, from the page cache for local
+disks; a few milliseconds for the test models). Hashing the files rather than
+the arrays in memory also covers the data iterator and meta, needs no
+gathering across hosts, and lets a restore name the exact bad file.
+Restore first compares every file against the manifest (size, then hash);
+a missing, truncated or altered file, an unreadable meta JSON, a failed
+Orbax read or non-finite parameters mark the checkpoint corrupt: it is
+reported by name, moved to `<workdir>/checkpoints_corrupt/`, and the next
+older one is tried, with the number of steps that will be redone logged.
+A checkpoint without a manifest (killed between commit and hashing, or
+written by an older codemix) is restored unverified, with a warning.
+
+Retention (`keep`) is done here, not by Orbax, after hashing: the newest
+`keep` steps are kept, and so is the newest verified one even when newer,
+not yet verified steps exist. `Checkpointer.save` refuses to write a
+non-finite state (see guards.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
+
+from codemix.train import guards
+from codemix.train.guards import NonFiniteLoss, stop_if_non_finite  # noqa: F401  (the trainer's entry points)
+
+log = logging.getLogger(__name__)
 
 ITEMS = ("params", "opt_state", "data", "meta")
 
@@ -73,23 +104,126 @@ def absolute(path: str) -> str:
     return path if "://" in str(path) else os.path.abspath(path)
 
 
-class Checkpointer:
-    """Periodic async saves, keep-last-K, and automatic restore of the latest."""
+MANIFEST = "checksums.json"
+_CHUNK = 1 << 22
 
-    def __init__(self, workdir: str, save_every: int, keep: int, async_save: bool = True):
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose files are missing, truncated, altered or unreadable."""
+
+
+def _item_files(step_dir: epath.Path) -> list[epath.Path]:
+    out = []
+    stack = [step_dir / item for item in ITEMS if (step_dir / item).exists()]
+    while stack:
+        d = stack.pop()
+        for child in d.iterdir():
+            (stack if child.is_dir() else out).append(child)
+    return sorted(out, key=str)
+
+
+def _sha256(path: epath.Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(step_dir: epath.Path) -> dict:
+    """Record size and SHA-256 of every file of a finished checkpoint."""
+    files = {}
+    for f in _item_files(step_dir):
+        rel = str(f)[len(str(step_dir)) + 1:]
+        files[rel] = {"bytes": f.stat().length, "sha256": _sha256(f)}
+    manifest = {"algorithm": "sha256", "files": files}
+    tmp = step_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    tmp.rename(step_dir / MANIFEST)
+    return manifest
+
+
+def verify_checkpoint(step_dir: epath.Path, only: str | None = None) -> bool:
+    """True if every file (under folder `only`, e.g. "params") matches
+    `checksums.json`; False if there is none (unverified). Raises
+    CorruptCheckpoint naming the first bad file."""
+    path = step_dir / MANIFEST
+    if not path.exists():
+        return False
+    fix = "the file was changed or cut short after it was written (disk, copy or sync problem)"
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError) as e:
+        raise CorruptCheckpoint(f"{path}: unreadable checksum manifest ({e}); {fix}.") from e
+    for rel, want in sorted(files.items()):
+        if only is not None and not rel.startswith(only + "/"):
+            continue
+        f = step_dir / rel
+        if not f.exists():
+            raise CorruptCheckpoint(f"{f}: missing; {fix}.")
+        size = f.stat().length
+        if size != want["bytes"]:
+            kind = "truncated" if size < want["bytes"] else "longer than written"
+            raise CorruptCheckpoint(f"{f}: {kind}, {size:,} bytes where {want['bytes']:,} were written; {fix}.")
+        if _sha256(f) != want["sha256"]:
+            raise CorruptCheckpoint(f"{f}: content differs from what was written (SHA-256 mismatch); {fix}.")
+    return True
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The innermost cause's first line: TensorStore's own error names the
+    file and byte range, the wrappers around it only repeat the array spec."""
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:limit]}"
+
+
+class Checkpointer:
+    """Periodic async saves with checksums, keep-last-K that never drops the
+    newest verified step, and restore of the newest good checkpoint."""
+
+    def __init__(self, workdir: str, save_every: int, keep: int | None, async_save: bool = True):
         self.directory = epath.Path(absolute(workdir)) / "checkpoints"
-        options = ocp.CheckpointManagerOptions(
+        self.quarantine = epath.Path(absolute(workdir)) / "checkpoints_corrupt"
+        self._options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(save_every, 1),
-            max_to_keep=keep,
+            max_to_keep=None,  # retention is `_prune`, after checksumming
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        self.keep = keep if keep and keep > 0 else None
+        self.async_save = async_save
+        self.manager = self._new_manager()
+        self._pending: list[int] = []  # saved, manifest not yet written
+        self._verified = {s for s in self.manager.all_steps() if (self._step_dir(s) / MANIFEST).exists()}
+        self._closed = False
+
+    def _new_manager(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(self.directory, options=self._options, item_names=ITEMS)
+
+    def _step_dir(self, step: int) -> epath.Path:
+        return self.directory / str(step)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: dict, iterator, meta: dict, force: bool = False) -> bool:
+        """Save (async) at save-interval steps or when forced. Raises
+        NonFiniteLoss, writing nothing, if the state holds NaN/Inf."""
+        if not force and not self.manager.should_save(step):
+            return False
+        if not guards.state_is_finite({"params": state["params"], "opt_state": state["opt_state"]}):
+            good = self.latest_step()
+            self.close()
+            raise guards.NonFiniteLoss(
+                step,
+                f"the parameters or optimizer state are non-finite at step {step} (a checkpoint step); "
+                f"the loss or gradient went non-finite after the last metrics line "
+                f"(train.log_every=1 finds the exact step). No checkpoint was written; the last one, "
+                f"step {good}, is kept. Lower the learning rate (or check the data) and rerun.",
+            )
+        self._finish_pending()
         args = ocp.args.Composite(
             params=ocp.args.StandardSave(state["params"]),
             opt_state=ocp.args.StandardSave(state["opt_state"]),
@@ -98,19 +232,59 @@ class Checkpointer:
         )
         saved = self.manager.save(step, args=args, force=force)
         if saved:
-            logging.info("checkpoint: saving step %d to %s", step, self.directory)
+            log.info("checkpoint: saving step %d to %s", step, self.directory)
+            self._pending.append(step)
+            if not self.async_save:
+                self._finish_pending()
         return saved
 
+    def _finish_pending(self) -> None:
+        """Wait for in-flight writes, checksum them, then apply retention."""
+        self.manager.wait_until_finished()
+        if not self._pending:
+            return
+        for step in self._pending:
+            if jax.process_index() == 0:
+                start = time.perf_counter()
+                manifest = write_manifest(self._step_dir(step))
+                log.info("checkpoint: step %d checksummed (%d files, %.2fs)", step,
+                             len(manifest["files"]), time.perf_counter() - start)
+            self._verified.add(step)
+        self._pending = []
+        self._prune()
+
+    def _prune(self) -> None:
+        if self.keep is None:
+            return
+        steps = sorted(self.manager.all_steps())
+        keep = set(steps[-self.keep:])
+        verified = [s for s in steps if s in self._verified]
+        if verified:
+            keep.add(verified[-1])
+        for step in steps:
+            if step not in keep:
+                self.manager.delete(step)
+
     def restore(self, step: int, abstract_state: dict, shardings: dict, iterator) -> tuple[dict, dict]:
-        """Restore params, optimizer state, iterator position and meta at `step`."""
-        saved = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        """Restore params, optimizer state, iterator position and meta at `step`,
+        after checking its files against the manifest. CorruptCheckpoint if
+        they differ or can't be read."""
+        step_dir = self._step_dir(step)
+        verified = verify_checkpoint(step_dir)
+        if not verified:
+            log.warning("checkpoint %s has no %s (written before checksums, or the job stopped "
+                            "before hashing it); restoring it unverified.", step_dir, MANIFEST)
+        try:
+            saved = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception as e:  # truncated JSON, missing folder, ...
+            raise CorruptCheckpoint(f"{step_dir / 'meta'}: unreadable ({_first_line(e)}).") from e
         written_by = saved.get("process_count", 1)
         readers = iterator.global_batch_size // iterator.local_batch_size
         if written_by != readers:
             # Parameters would reshard, but each process's data-iterator state
             # (buffers included) belongs to that process.
             raise ValueError(
-                f"checkpoint {self.directory / str(step)} was written by {written_by} processes and "
+                f"checkpoint {step_dir} was written by {written_by} processes and "
                 f"this job has {readers}; relaunch with {written_by} processes to resume, "
                 f"or start a new run from its weights with train.init_from."
             )
@@ -122,20 +296,75 @@ class Checkpointer:
             data=DataIteratorRestore(iterator),
             meta=ocp.args.JsonRestore(),
         )
-        out = self.manager.restore(step, args=args)
+        try:
+            out = self.manager.restore(step, args=args)
+        except Exception as e:
+            if verified:  # the files are as written: a mismatch with this run's config, not corruption
+                raise
+            raise CorruptCheckpoint(f"{step_dir}: params, opt_state or data could not be read, a file "
+                                    f"is truncated or damaged ({_first_line(e)}).") from e
         state = {
             "step": jax.device_put(np.int32(step), shardings["step"]),
             "params": out.params,
             "opt_state": out.opt_state,
         }
+        if not guards.state_is_finite({"params": out.params, "opt_state": out.opt_state}):
+            raise CorruptCheckpoint(f"{step_dir}: holds non-finite parameters or optimizer state.")
         return state, dict(out.meta)
 
-    def wait(self):
+    def restore_latest(self, abstract_state: dict, shardings: dict, iterator) -> tuple[dict, dict, int]:
+        """Restore the newest good checkpoint: (state, meta, step). Corrupt newer
+        ones are reported by name and moved to checkpoints_corrupt/ (so the redone
+        steps can be saved again); CorruptCheckpoint if none is good."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}.")
+        bad: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                state, meta = self.restore(step, abstract_state, shardings, iterator)
+            except CorruptCheckpoint as e:
+                log.error("checkpoint step %d is corrupt: %s", step, e)
+                bad.append((step, str(e)))
+                continue
+            if bad:
+                self._set_aside([s for s, _ in bad])
+                log.warning(
+                    "resuming from step %d, the newest good checkpoint: %d corrupt newer checkpoint(s) "
+                    "(steps %s) moved to %s; %d steps (%d..%d) will be redone.",
+                    step, len(bad), ", ".join(str(s) for s, _ in bad), self.quarantine,
+                    steps[0] - step, step + 1, steps[0])
+            return state, meta, step
+        lines = "\n  ".join(m for _, m in bad)
+        raise CorruptCheckpoint(
+            f"no usable checkpoint in {self.directory}:\n  {lines}\nRestore the named files from a copy, "
+            f"or move {self.directory} away to start this run from scratch."
+        )
+
+    def _set_aside(self, steps: list[int]) -> None:
         self.manager.wait_until_finished()
+        if jax.process_index() == 0:
+            self.quarantine.mkdir(parents=True, exist_ok=True)
+            for step in steps:
+                target = self.quarantine / str(step)
+                if target.exists():
+                    target = self.quarantine / f"{step}.{int(time.time())}"
+                self._step_dir(step).rename(target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("codemix_checkpoint_set_aside")
+        self.manager.close()
+        self.manager = self._new_manager()
+        self._verified -= set(steps)
+
+    def wait(self):
+        self._finish_pending()
 
     def close(self):
-        self.manager.wait_until_finished()
+        if self._closed:
+            return
+        self._finish_pending()
         self.manager.close()
+        self._closed = True
 
 
 def resolve_params_dir(path: str, step: int | None = None) -> epath.Path:
@@ -173,6 +402,8 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
     """Weights only, from another run (or an imported model). Checks every
     parameter's presence and shape first and names the first mismatch."""
     params_dir = resolve_params_dir(path, step)
+    if params_dir.name == "params":
+        verify_checkpoint(params_dir.parent, only="params")
     checkpointer = ocp.StandardCheckpointer()
     meta = checkpointer.metadata(params_dir)
     tree_meta = getattr(meta, "item_metadata", meta)

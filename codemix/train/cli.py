@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 
 
 def add_arguments(p):
@@ -43,13 +45,27 @@ def init_distributed(args) -> None:
 def run(args) -> int:
     init_distributed(args)
     from codemix import config
+    from codemix.train.guards import NonFiniteLoss
     from codemix.train.trainer import Preempted, train
 
     config.parse(args.gin_file, args.gin_param)
+    created = not os.path.exists(args.workdir)
     try:
         summary = train(workdir=args.workdir)
     except Preempted as e:
         return int(e.code)
+    except NonFiniteLoss as e:
+        print(f"codemix train: {e}", file=sys.stderr)
+        return 3
+    except BaseException:
+        _remove_if_empty(args.workdir, created)
+        raise
     logging.info("finished: %s", json.dumps(summary))
     print(json.dumps(summary))
     return 0
+
+
+def _remove_if_empty(workdir: str, created: bool) -> None:
+    """A run that failed before writing anything leaves no workdir behind."""
+    if created and os.path.isdir(workdir) and not os.listdir(workdir):
+        os.rmdir(workdir)

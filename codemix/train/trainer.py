@@ -180,7 +180,7 @@ def train(
     if latest is not None:
         logging.info("resuming %s from step %d", workdir, latest)
         abstract_state = {"params": abstract_params, "opt_state": abstract_opt}
-        state, meta = ckpt.restore(latest, abstract_state, state_sh, iterator)
+        state, meta, latest = ckpt.restore_latest(abstract_state, state_sh, iterator)  # newest good one
         _truncate_metrics(workdir, latest)
         start = latest
     elif init_from:
@@ -276,6 +276,7 @@ def train(
                 record.update(extra)
                 extra = {}
                 writer.write(record)
+                checkpointing.stop_if_non_finite(got, last_step + 1, ckpt)  # NonFiniteLoss, nothing saved
                 last_time, last_step = now, step
                 if bar is not None:
                     bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_sec']:.0f}")
