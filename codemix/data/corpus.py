@@ -76,6 +76,10 @@ class CorpusOptions:
       raw_paths: family -> file/folder/glob of the user's raw data; a family
         listed here uses its `full` config, the others their `local` config.
       max_bad_lines: malformed JSONL lines tolerated per family before it is an error.
+      max_bad_files: truncated or corrupt compressed (.zst, .gz) files tolerated per
+        family before it is an error; their readable records are kept and the
+        lost ones counted. 0 by default: a damaged download should be fixed, not
+        trained around without anyone noticing.
       drop_contaminated: drop documents sharing a 13-gram with the eval sets.
     """
 
@@ -84,22 +88,51 @@ class CorpusOptions:
     validation_fraction: float = 0.05
     raw_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_bad_lines: int = 100
+    max_bad_files: int = 0
     drop_contaminated: bool = False
 
     def config_for(self, family: str) -> str:
         return "full" if family in dict(self.raw_paths) else "local"
 
     def fingerprint(self, family: str) -> str:
-        """Short hash of every option that changes this family's prepared data."""
+        """Short hash of every option that changes this family's prepared data,
+        and, for a `full` config, of the raw files themselves (`raw_files_key`):
+        adding, removing or rewriting an input file prepares the corpus again."""
+        raw = dict(self.raw_paths).get(family)
         key = {
             "config": self.config_for(family),
             "max_bytes": self.local_max_bytes,
             "validation_fraction": self.validation_fraction,
-            "raw": dict(self.raw_paths).get(family),
+            "raw": raw,
             "max_bad_lines": self.max_bad_lines,
             "drop_contaminated": self.drop_contaminated,
         }
+        if self.max_bad_files:  # absent at 0 so corpora prepared before the option keep their key
+            key["max_bad_files"] = self.max_bad_files
+        if raw:
+            key["raw_files"] = raw_files_key(raw, exclude=self.data_dir)
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def raw_files_key(pattern: str, exclude: str | None = None) -> str:
+    """Hash of (name, size, mtime) of every file a raw path covers: a file, a
+    glob, or a folder (walked recursively, as the Stack and code_adjacent
+    layouts are), leaving out the prepared data under `exclude` (a data_dir
+    inside the raw folder). Listing only; no file is read."""
+    entries = []
+    skip = exclude.rstrip("/") + "/" if exclude else None
+    roots = [pattern] if tf.io.gfile.exists(pattern) else sorted(tf.io.gfile.glob(pattern))
+    for root in roots:
+        if tf.io.gfile.isdir(root):
+            files = [os.path.join(d, f) for d, _, fs in tf.io.gfile.walk(root) for f in fs]
+        else:
+            files = [root]
+        for f in files:
+            if skip and (f + "/").startswith(skip):
+                continue
+            st = tf.io.gfile.stat(f)
+            entries.append((f, st.length, st.mtime_nsec))
+    return hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
 
 
 def text_hash(text: str) -> str:

@@ -4,18 +4,20 @@ Every reader works on local paths and on `gs://` (through `tf.io.gfile`, which
 also understands other remote schemes TensorFlow was built with). Each problem
 in the input ends in a `DataError` that names the file, the line (where there
 is one) and how to fix it, or, for problems that are tolerated up to a limit
-(malformed JSON lines), in a count kept in a `collections.Counter` that the
-corpus builder reports.
+(malformed JSON lines; compressed files cut short or corrupt part-way, whose
+readable records are kept and the rest counted as lost), in a count kept in a
+`collections.Counter` that the corpus builder reports.
 
 Formats: JSONL (plain, `.gz`, `.zst`), Parquet, whole text files.
 """
 from __future__ import annotations
 
 import collections
-import gzip
+import dataclasses
 import io
 import json
 import logging
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -51,25 +53,88 @@ def _open_bytes(path: str) -> bytes:
     return raw
 
 
-def _decompress(path: str, raw: bytes) -> bytes:
-    if path.endswith((".zst", ".zstd")):
-        import zstandard
+@dataclasses.dataclass
+class Decoded:
+    """A file's bytes after decompression, and what went wrong if it was cut short.
 
+    `problem` is None for a complete file; otherwise it says how the stream
+    ends ("truncated ..." or "corrupt ...") and `data` holds what could be
+    decompressed before that point. `expected_bytes` is the decompressed size
+    recorded in the zstd frame headers, when they record it.
+    """
+
+    data: bytes
+    problem: str | None = None
+    expected_bytes: int | None = None
+
+
+def _unzstd(path: str, raw: bytes) -> Decoded:
+    """Frame by frame, so a stream that stops mid-frame is noticed (zstandard's
+    stream reader returns the decodable prefix of a truncated file silently)."""
+    import zstandard
+
+    out: list[bytes] = []
+    expected: int | None = 0
+    rest = raw
+    while rest:
+        if expected is not None:
+            try:
+                size = zstandard.frame_content_size(rest)
+                expected = expected + size if size >= 0 else None
+            except zstandard.ZstdError:
+                expected = None
+        d = zstandard.ZstdDecompressor().decompressobj()
         try:
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as r:
-                data = r.read()
+            out.append(d.decompress(rest))
         except zstandard.ZstdError as e:
-            raise DataError(f"{path}: not a valid zstd stream ({e}); re-download or re-compress the file.") from e
-    elif path.endswith(".gz"):
+            done = sum(map(len, out))
+            return Decoded(b"".join(out), f"corrupt zstd data after {done:,} decompressed bytes ({e})", expected)
+        if not d.eof:
+            got = b"".join(out)
+            size = f" of {expected:,}" if expected else ""
+            return Decoded(got, f"truncated: the zstd stream ends mid-frame after {len(got):,}{size} "
+                                f"decompressed bytes ({len(raw):,} compressed bytes on disk)", expected)
+        rest = d.unused_data
+    return Decoded(b"".join(out), None, expected)
+
+
+def _gunzip(raw: bytes) -> Decoded:
+    out: list[bytes] = []
+    rest = raw
+    while rest:
+        d = zlib.decompressobj(wbits=31)
         try:
-            data = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path}: not a valid gzip file ({e}); re-download or re-compress the file.") from e
+            out.append(d.decompress(rest))
+        except zlib.error as e:
+            done = sum(map(len, out))
+            return Decoded(b"".join(out), f"corrupt gzip data after {done:,} decompressed bytes ({e})")
+        if not d.eof:
+            got = b"".join(out)
+            return Decoded(got, f"truncated: the gzip stream ends after {len(got):,} decompressed bytes "
+                                f"({len(raw):,} compressed bytes on disk)")
+        rest = d.unused_data.lstrip(b"\0")  # some writers pad members with zeros
+    return Decoded(b"".join(out))
+
+
+def decompress(path: str, raw: bytes) -> Decoded:
+    """`raw` decompressed by the file's extension (.zst/.zstd, .gz; else as is).
+    DataError if nothing at all can be decompressed (a corrupt file) or the
+    complete stream is empty; a stream cut short returns its readable part
+    with `problem` set, for the caller to count."""
+    if path.endswith((".zst", ".zstd")):
+        out = _unzstd(path, raw)
+        kind = "zstd"
+    elif path.endswith(".gz"):
+        out = _gunzip(raw)
+        kind = "gzip"
     else:
-        return raw
-    if not data:
+        return Decoded(raw)
+    if out.problem and not out.data:
+        raise DataError(f"{path}: corrupt {kind} file, nothing could be decompressed ({out.problem}); "
+                        f"re-download or re-compress the file, or drop it from the glob.")
+    if not out.data:
         raise DataError(f"{path}: the file is empty after decompression; remove it or re-export it.")
-    return data
+    return out
 
 
 def decode_utf8(data: bytes, path: str, line: int | None = None) -> str:
@@ -98,24 +163,61 @@ def get_field(record: dict, field: str, path: str, line: int) -> Any:
     return value
 
 
+def _count_damaged_file(path: str, decoded: Decoded, lines: list[bytes], counts: collections.Counter,
+                        max_bad_files: int) -> list[bytes]:
+    """Count a truncated/corrupt compressed file and the records it lost; the
+    line cut in the middle is dropped. DataError beyond `max_bad_files`."""
+    complete = lines[:-1]  # the last line stops where the stream stopped
+    kept = sum(1 for line in complete if line.strip())
+    lost_bytes = (decoded.expected_bytes or 0) - len(decoded.data)
+    per_line = (len(decoded.data) - len(lines[-1])) / max(kept, 1)
+    if decoded.expected_bytes and lost_bytes > 0 and kept:
+        lost = 1 + round(lost_bytes / per_line)
+        lost_text = f"~{lost:,} records lost (estimated from the size in the frame header), {kept:,} kept"
+    else:
+        lost = 1
+        lost_text = f"an unknown number of records lost after line {kept:,} (the file records no size)"
+    counts["damaged_compressed_files"] += 1
+    counts["records_lost_in_damaged_files"] += lost
+    msg = f"{path}: {decoded.problem}; {lost_text}"
+    if counts["damaged_compressed_files"] > max_bad_files:
+        raise DataError(
+            f"{msg}. {counts['damaged_compressed_files']} damaged file(s) exceed max_bad_files={max_bad_files}: "
+            f"re-download or re-compress the file, drop it from the glob, or raise "
+            f"CorpusOptions.max_bad_files to keep its readable records."
+        )
+    log.warning("%s; its readable records are kept (%d damaged file(s) so far)", msg,
+                counts["damaged_compressed_files"])
+    return complete
+
+
 def read_jsonl(
     pattern: str,
     fields: Sequence[str],
     counts: collections.Counter,
     max_bad_lines: int = 100,
+    max_bad_files: int = 0,
 ) -> Iterator[tuple[str, int, dict]]:
     """Yield (file, line number, {field: value}) from JSONL files.
 
     Args:
       pattern: file, folder or glob; `.gz` and `.zst` are decompressed.
       fields: dotted names to extract from each record (e.g. "meta.redpajama_set_name").
-      counts: receives "malformed_json" per bad line.
+      counts: receives "malformed_json" per bad line, and per truncated or
+        corrupt compressed file "damaged_compressed_files" and
+        "records_lost_in_damaged_files" (estimated from the zstd frame size).
       max_bad_lines: malformed lines tolerated (counted, skipped) over all files
         before the count becomes a DataError; 0 makes the first one fatal.
+      max_bad_files: truncated or corrupt compressed files tolerated (their
+        readable records are kept, the rest counted as lost) before it is a
+        DataError; 0 (default) makes the first one fatal.
     """
     for path in expand_glob(pattern):
-        data = _decompress(path, _open_bytes(path))
-        for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+        decoded = decompress(path, _open_bytes(path))
+        lines = decoded.data.split(b"\n")
+        if decoded.problem:
+            lines = _count_damaged_file(path, decoded, lines, counts, max_bad_files)
+        for lineno, raw_line in enumerate(lines, start=1):
             if not raw_line.strip():
                 continue
             text = decode_utf8(raw_line, path, lineno)

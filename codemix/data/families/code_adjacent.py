@@ -91,8 +91,9 @@ def debian_changelogs(counts: collections.Counter, root: str = "/usr/share/doc")
     return out
 
 
-def commit_documents(pattern: str, counts: collections.Counter, max_bad_lines: int) -> Iterator[Doc]:
-    for path, line, rec in readers.read_jsonl(pattern, ("message", "diff"), counts, max_bad_lines):
+def commit_documents(pattern: str, counts: collections.Counter, max_bad_lines: int,
+                     max_bad_files: int = 0) -> Iterator[Doc]:
+    for path, line, rec in readers.read_jsonl(pattern, ("message", "diff"), counts, max_bad_lines, max_bad_files):
         yield Doc(f"{rec['message'].rstrip()}\n\n{rec['diff']}", "code_adjacent", path, f"{path}:{line}", "commit")
 
 
@@ -119,7 +120,8 @@ class CodemixCodeAdjacent(CorpusBuilder):
         for missing in {"commits", "notebooks", "stackexchange"} - set(found):
             counts[f"source_missing:{missing}"] += 1
         if "commits" in found:
-            yield from commit_documents(f"{root}/commits/*.jsonl*", counts, options.max_bad_lines)
+            yield from commit_documents(f"{root}/commits/*.jsonl*", counts, options.max_bad_lines,
+                                        options.max_bad_files)
         if "notebooks" in found:
             notebooks = sorted(
                 f"{d}/{f}" for d, _, files in tf.io.gfile.walk(f"{root}/notebooks") for f in files
@@ -132,5 +134,5 @@ class CodemixCodeAdjacent(CorpusBuilder):
         if "stackexchange" in found:
             yield from slimpajama_documents(
                 f"{root}/stackexchange/*.jsonl*", counts, options.max_bad_lines,
-                keep_sets=("RedPajamaStackExchange",), family=self.FAMILY,
+                keep_sets=("RedPajamaStackExchange",), family=self.FAMILY, max_bad_files=options.max_bad_files,
             )

@@ -48,7 +48,7 @@ class CodemixCodeSynthetic(CorpusBuilder):
 
     def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
         for file, line, rec in readers.read_jsonl(path, ("problem", "solution", "tests"), counts,
-                                                  options.max_bad_lines):
+                                                  options.max_bad_lines, options.max_bad_files):
             tests = rec["tests"]
             tests = tuple(tests) if isinstance(tests, list) else (str(tests),)
             p = synthetic_problems.Problem("", "user", str(rec["problem"]), str(rec["solution"]), tests)

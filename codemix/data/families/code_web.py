@@ -9,6 +9,7 @@ full:  The Stack as Parquet, one folder per language (`<root>/<language>/*.parqu
 from __future__ import annotations
 
 import collections
+import logging
 import os
 from collections.abc import Iterator
 
@@ -17,6 +18,8 @@ import tensorflow as tf
 from codemix.data import local_sources, readers
 from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
 from codemix.data.languages import CODE_LANGUAGES, extensions, language_of
+
+log = logging.getLogger(__name__)
 
 
 def local_files(table: dict[str, tuple[str, ...]], counts: collections.Counter,
@@ -53,7 +56,11 @@ def read_local(groups: dict[str, list[tuple[str, str, str]]], family: str,
 
 def stack_documents(root: str, languages: tuple[str, ...], family: str,
                     counts: collections.Counter) -> Iterator[Doc]:
-    """The Stack Parquet: `<root>/<language>/*.parquet` with a `content` column."""
+    """The Stack Parquet: `<root>/<language>/*.parquet` with a `content` column.
+
+    Folder names match the languages case-insensitively (`Python/` is python);
+    folders that are none of `languages` are skipped, counted and named in a
+    warning together with the names that would have matched."""
     root = root.rstrip("/")
     present = sorted(os.path.basename(p.rstrip("/")) for p in tf.io.gfile.glob(root + "/*")
                      if tf.io.gfile.isdir(p))
@@ -62,14 +69,27 @@ def stack_documents(root: str, languages: tuple[str, ...], family: str,
             f"{root}: no language folders; The Stack is read as <root>/<language>/*.parquet "
             f"(e.g. {root}/python/data-00000.parquet)."
         )
-    for lang in present:
-        if lang not in languages:
-            counts[f"language_not_in_study:{lang}"] += 1
-    wanted = [lang for lang in languages if lang in present]
+    by_name = {lang.lower(): lang for lang in languages}
+    folder_of: dict[str, str] = {}
+    unknown = []
+    for folder in present:
+        lang = by_name.get(folder.lower())
+        if lang is None:
+            unknown.append(folder)
+            counts[f"language_not_in_study:{folder}"] += 1
+        elif lang in folder_of:
+            raise readers.DataError(f"{root}: folders {folder_of[lang]!r} and {folder!r} are both language "
+                                    f"{lang!r}; merge them into one.")
+        else:
+            folder_of[lang] = folder
+    if unknown:
+        log.warning("%s: skipping folder(s) %s, which are not %s languages of the study; known names "
+                    "(any case): %s", root, unknown, family, sorted(languages))
+    wanted = [lang for lang in languages if lang in folder_of]
     if not wanted:
         raise readers.DataError(f"{root}: none of the folders {present} is one of the languages {list(languages)}.")
     for lang in wanted:
-        for path, row, rec in readers.read_parquet(f"{root}/{lang}/*.parquet", ("content",)):
+        for path, row, rec in readers.read_parquet(f"{root}/{folder_of[lang]}/*.parquet", ("content",)):
             if rec["content"] is None:
                 counts["null_content"] += 1
                 continue

@@ -73,10 +73,11 @@ def drop_code(docs: Iterator[Doc], counts: collections.Counter) -> Iterator[Doc]
 
 def slimpajama_documents(
     pattern: str, counts: collections.Counter, max_bad_lines: int, keep_sets: tuple[str, ...] | None = None,
-    family: str = "text",
+    family: str = "text", max_bad_files: int = 0,
 ) -> Iterator[Doc]:
     """SlimPajama records; `keep_sets` None means all but REMOVED_SETS."""
-    for path, line, rec in readers.read_jsonl(pattern, ("text", "meta.redpajama_set_name"), counts, max_bad_lines):
+    fields = ("text", "meta.redpajama_set_name")
+    for path, line, rec in readers.read_jsonl(pattern, fields, counts, max_bad_lines, max_bad_files):
         name = rec["meta.redpajama_set_name"]
         if keep_sets is None and name in REMOVED_SETS:
             counts[f"removed_set:{name}"] += 1
@@ -103,5 +104,6 @@ class CodemixText(CorpusBuilder):
         return drop_code(both, counts)
 
     def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        return drop_code(slimpajama_documents(path, counts, options.max_bad_lines), counts)
+        return drop_code(slimpajama_documents(path, counts, options.max_bad_lines,
+                                              max_bad_files=options.max_bad_files), counts)
 
