@@ -107,10 +107,13 @@ def resolve_schedule(name: str) -> tuple[list[str], list[tuple[int, list[float]]
     elif name in seqio.TaskRegistry.names():
         names, rates = [name], [1.0]
     else:
-        known = sorted(set(seqio.MixtureRegistry.names()) | set(seqio.TaskRegistry.names())
-                       | set(mixtures.available()))
+        # Only what can be trained on: eval benchmarks are SeqIO tasks too, but
+        # they have no "targets" feature.
+        trainable = [t for t in seqio.TaskRegistry.names()
+                     if "targets" in seqio.TaskRegistry.get(t).output_features]
+        known = sorted(set(mixtures.available()) | set(seqio.MixtureRegistry.names()) | set(trainable))
         raise ValueError(
-            f"unknown mixture or task {name!r}; known names: {known}. "
+            f"unknown mixture or task {name!r}; known mixtures and training tasks: {known}. "
             f"Add gin/mixtures/{name}.gin or import the module that registers it."
         )
     total = sum(rates)

@@ -15,6 +15,18 @@ from codemix.eval import tasks
 log = logging.getLogger(__name__)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 or -1 would score nothing and write NaN)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, got {value} (omit --limit to evaluate every example)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="training workdir (its latest checkpoint) or a model dir (model.gin + params/)")
@@ -23,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated names; available: {','.join(tasks.BENCHMARKS)}")
     parser.add_argument("--category", default=None, choices=tasks.CATEGORIES,
                         help="add every benchmark of this category")
-    parser.add_argument("--limit", type=int, default=None, help="first N examples of each benchmark")
+    parser.add_argument("--limit", type=_positive_int, default=None,
+                        help="first N examples of each benchmark (N >= 1; default: all)")
     parser.add_argument("--output", required=True, help="results JSON path")
     parser.add_argument("--num_shots", type=int, default=0, help="in-context examples (default 0)")
     parser.add_argument("--fewshot_seed", type=int, default=1234, help="seed of the shot selection")

@@ -222,13 +222,91 @@ def vocab_spec_from_metadata(meta: dict) -> tuple[dict | None, str | None]:
     return spec, None
 
 
+class _Truncated(Exception):
+    pass
+
+
+def expected_gguf_size(path: str) -> int:
+    """The size a GGUF file must have: the end of its last tensor's data, from
+    the header alone (key/values skipped by type, tensor infos read). Raises
+    _Truncated if the header itself runs past the end of the file."""
+    import struct
+
+    import gguf
+
+    scalar = {gguf.GGUFValueType.UINT8: 1, gguf.GGUFValueType.INT8: 1, gguf.GGUFValueType.UINT16: 2,
+              gguf.GGUFValueType.INT16: 2, gguf.GGUFValueType.UINT32: 4, gguf.GGUFValueType.INT32: 4,
+              gguf.GGUFValueType.FLOAT32: 4, gguf.GGUFValueType.BOOL: 1, gguf.GGUFValueType.UINT64: 8,
+              gguf.GGUFValueType.INT64: 8, gguf.GGUFValueType.FLOAT64: 8}
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        def read(n: int) -> bytes:
+            b = f.read(n)
+            if len(b) < n:
+                raise _Truncated(f"the header needs more than the file's {size:,} bytes")
+            return b
+
+        def u32() -> int:
+            return struct.unpack("<I", read(4))[0]
+
+        def u64() -> int:
+            return struct.unpack("<Q", read(8))[0]
+
+        def skip_value(vtype: int) -> int | None:
+            if vtype == gguf.GGUFValueType.STRING:
+                read(u64())
+            elif vtype == gguf.GGUFValueType.ARRAY:
+                item, count = u32(), u64()
+                if item in scalar:
+                    read(scalar[item] * count)
+                else:
+                    for _ in range(count):
+                        skip_value(item)
+            else:
+                b = read(scalar[gguf.GGUFValueType(vtype)])
+                return int.from_bytes(b, "little") if vtype == gguf.GGUFValueType.UINT32 else None
+            return None
+
+        read(4)  # magic
+        u32()  # version
+        n_tensors, n_kv = u64(), u64()
+        alignment = gguf.GGUF_DEFAULT_ALIGNMENT
+        for _ in range(n_kv):
+            key = read(u64()).decode("utf-8", "replace")
+            value = skip_value(u32())
+            if key == "general.alignment" and value:
+                alignment = value
+        end = 0
+        for _ in range(n_tensors):
+            read(u64())  # name
+            dims = [u64() for _ in range(u32())]
+            ttype, offset = u32(), u64()
+            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
+            end = max(end, offset + int(np.prod(dims, dtype=np.int64)) // block * type_size)
+        start = f.tell()
+    start += (alignment - start % alignment) % alignment
+    return start + end
+
+
 def _open(path: str):
     _check_magic(path)
     import gguf
 
     try:
         return gguf.GGUFReader(path)
-    except Exception as e:  # truncated or corrupt: gguf raises ValueError/struct.error/...
+    except Exception as e:  # truncated or corrupt: gguf raises ValueError/IndexError/...
+        size = os.path.getsize(path)
+        try:
+            expected = expected_gguf_size(path)
+        except _Truncated as t:
+            raise GGUFImportError(f"{path} is truncated: {t}; download or export it again.") from e
+        except (ValueError, KeyError):  # an unknown type in the header: report the reader's error
+            expected = None
+        if expected is not None and size < expected:
+            raise GGUFImportError(
+                f"{path} is truncated: its header describes {expected:,} bytes but the file has {size:,} "
+                f"({expected - size:,} missing); download or export it again."
+            ) from e
         raise GGUFImportError(f"{path} could not be parsed as GGUF: {e}") from e
 
 

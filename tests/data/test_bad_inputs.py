@@ -94,3 +94,32 @@ def test_raw_path_for_an_unknown_family_is_an_error(tmp_path):
     options = corpus.CorpusOptions(data_dir=str(tmp_path), raw_paths={"txt": "/data/*.jsonl"})
     with pytest.raises(DataError, match=r"raw_paths names unknown families \['txt'\]"):
         corpus.get_builder("text", options)
+
+
+def test_eval_limit_below_one_is_refused_before_anything_runs(tmp_path, capsys):
+    from codemix.main import main
+
+    for bad in ("0", "-1"):
+        with pytest.raises(SystemExit) as e:
+            main(["eval", "--checkpoint", str(tmp_path), "--output", str(tmp_path / "r.json"), "--limit", bad])
+        assert e.value.code == 2
+        assert f"--limit: must be at least 1, got {bad}" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_unknown_mixture_lists_no_eval_benchmarks_and_leaves_no_workdir(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.train.helpers import REPO, TINY_GIN, env
+
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "codemix.main", "train", "--gin_file", TINY_GIN, "--workdir", str(workdir),
+         "--gin_param", "make_train_iterator.mixture='balancd'"],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "unknown mixture or task 'balancd'" in proc.stderr and "'balanced'" in proc.stderr
+    for benchmark in ("hellaswag", "humaneval", "mbpp", "triviaqa"):
+        assert f"'{benchmark}'" not in proc.stderr
+    assert not workdir.exists()

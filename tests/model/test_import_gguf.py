@@ -117,6 +117,27 @@ def test_f32_gguf_round_trips_params_exactly(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, back.params, params)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.999, 0.01])
+def test_truncated_gguf_says_truncated_with_expected_and_actual_size(tmp_path, keep):
+    params = jax.tree.map(np.asarray, decoder.init_params(TINY, seed=3))
+    path = tmp_path / "tiny.gguf"
+    gguf_import.write_gguf(str(path), TINY, params, None)
+    full = path.stat().st_size
+    assert gguf_import.expected_gguf_size(str(path)) == full
+    cut = int(full * keep)
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(gguf_import.GGUFImportError, match=r"tiny\.gguf is truncated") as e:
+        gguf_import.read_gguf(str(path))
+    if keep > 0.1:  # the header is complete: both sizes are known
+        assert f"describes {full:,} bytes but the file has {cut:,}" in str(e.value)
+    assert "out of bounds" not in str(e.value) and "reshape" not in str(e.value)
+
+
+def test_expected_size_of_a_quantized_gguf_is_its_size():
+    path = smollm2_path()  # Q4_1 blocks: sizes come from the quantization table
+    assert gguf_import.expected_gguf_size(path) == os.path.getsize(path)
+
+
 @pytest.mark.slow
 def test_import_cli_writes_a_model_dir_a_stage_can_start_from(imported, tmp_path, capsys):
     from codemix import config as codemix_config
