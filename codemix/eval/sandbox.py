@@ -180,6 +180,13 @@ class _MemoryCgroups:
         except OSError:
             return
         tag = f"codemix-sandbox-{os.getpid()}-{id(self):x}"
+        if "memory" in own:  # groups left by killed processes (empty once those are gone)
+            parent = Path("/sys/fs/cgroup/memory") / own["memory"].lstrip("/")
+            for stale in parent.glob("codemix-sandbox-*"):
+                pid = stale.name.split("-")[2]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    with contextlib.suppress(OSError):
+                        stale.rmdir()
         for slot in range(workers):
             made = []
             try:
@@ -439,8 +446,10 @@ class Sandbox:
             self._cgroups.close()
 
     def __del__(self):
-        with contextlib.suppress(Exception):  # interpreter shutdown
+        try:
             self.close()
+        except Exception:  # noqa: BLE001, S110  (at interpreter shutdown modules may be gone)
+            pass
 
 
 def _drain(fd: int, into: bytearray, limit: int) -> None:

@@ -268,7 +268,14 @@ def test_tmpfs_and_memory_are_capped_for_the_whole_sandbox(sandbox):
     assert r.status in ("failed", "timeout")
     if r.report:
         assert int(r.report) <= (16 + 4) << 20
-    # Memory: every allowed process tries to hold 200 MiB (memory_mb is 256).
+    # Memory: every process it can start tries to hold 200 MiB (memory_mb is 256).
+    held, r = _hold_memory(sandbox)
+    assert held * (200 << 20) <= sandbox.memory_bound_bytes(), (held, sandbox.memory_bound_bytes())
+    assert r.status in ("failed", "timeout")
+    assert sandbox.memory_bound_bytes() <= 4 * (256 << 20) + (20 << 20)
+
+
+def _hold_memory(sandbox):
     r = _run(sandbox, """
         import time
         for _ in range(8):
@@ -284,10 +291,21 @@ def test_tmpfs_and_memory_are_capped_for_the_whole_sandbox(sandbox):
         time.sleep(3.5)
         assert False
     """)
-    held = r.report.decode().split().count('"held"')
-    assert held * (200 << 20) <= sandbox.memory_bound_bytes(), (held, sandbox.memory_bound_bytes())
-    assert r.status in ("failed", "timeout")
-    assert sandbox.memory_bound_bytes() <= 4 * (256 << 20) + (20 << 20)
+    return r.report.decode().split().count('"held"'), r
+
+
+def test_without_a_cgroup_memory_is_bounded_by_processes_times_address_space(monkeypatch):
+    monkeypatch.setattr(sandbox_lib._MemoryCgroups, "__init__", lambda self, *a: setattr(self, "dirs", {}))
+    box = sandbox_lib.Sandbox(timeout_s=6.0, cpu_s=4, memory_mb=256, max_processes=3, tmpfs_mb=16, workers=1)
+    assert box.memory_bound_bytes() == 3 * (256 << 20) + (20 << 20)
+    held, r = _hold_memory(box)
+    assert r.status in ("failed", "timeout") and held <= 2  # the program itself is one of the 3
+    assert held * (200 << 20) <= box.memory_bound_bytes()
+
+
+def test_fake_bwrap_messages_are_the_programs_failure_not_a_sandbox_error(sandbox):
+    r = sandbox.run("import sys\nsys.stderr.write('bwrap: Creating new namespace failed\\n')\nsys.exit(1)")
+    assert r.status == "failed" and r.stderr_tail.startswith("bwrap:")
 
 
 def test_fork_bomb_is_bounded_and_the_host_is_fine_afterwards(sandbox):
