@@ -27,13 +27,20 @@ Each program runs as `python3 -I -S -` (the source on stdin) inside bwrap:
                traced or stopped (PID-namespace init ignores signals from
                inside).
   limits       the launcher sets hard rlimits, then execs the program:
-               CPU seconds, address space per process, processes (counted
-               per user namespace, kernel >= 5.14), file size, open files.
+               CPU seconds, address space per process, processes
+               (RLIMIT_NPROC, counted per user namespace on kernels >= 5.14),
+               file size 16 MiB, 64 open files, no message queues.
                Where a cgroup-v1 memory controller is writable, each worker
                slot gets a cgroup capped at `memory_mb` for the whole
                sandbox (tmpfs pages included). Otherwise the whole sandbox is
                bounded by `memory_bound_bytes()` =
-               max_processes x memory_mb + tmpfs sizes.
+               max_processes x memory_mb + tmpfs sizes (4 x 1 GiB + 80 MiB
+               with the defaults). RLIMIT_NPROC never binds host root, so as
+               root each worker slot runs bwrap as its own unused uid
+               (base_uid + slot); if no interpreter is reachable by that uid
+               (e.g. one under /root) and a memory cgroup exists, the sandbox
+               runs as root in its user namespace, bounded by the cgroup and
+               the timeouts, and says so in a warning.
   time         a wall-clock timeout kills the sandbox from outside.
 
 Sandbox failures are read from bwrap's own `--json-status-fd`: a run whose
@@ -256,6 +263,7 @@ class Sandbox:
         self._cgroups: _MemoryCgroups | None = None
         # RLIMIT_NPROC does not bind host root (kuid 0), even inside a user
         # namespace; as root each worker slot runs bwrap as its own unused uid.
+        self.base_uid = base_uid
         self._uids = ([base_uid + i for i in range(self.workers)]
                       if os.geteuid() == 0 and not unsafe_unsandboxed else None)
         self.python = os.path.realpath(sys.executable)
@@ -344,6 +352,20 @@ class Sandbox:
             if result.passed and result.stderr_tail.strip() == "ok":
                 return
             errors.append(f"{python}: {result.status} {result.stderr_tail.strip()[-300:]}")
+        if self._uids and self._cgroups is not None:
+            # Root, and no interpreter the slot uids can reach: run as root in
+            # the user namespace. RLIMIT_NPROC then does not bind, but the
+            # slot's memory cgroup and the timeouts still bound the sandbox.
+            self._uids = None
+            self.python, self._prefix = os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix)
+            self._stdlib = os.path.dirname(os.__file__)
+            result = self._run_once("import sys\nprint('ok', file=sys.stderr)", slot=0)
+            if result.passed and result.stderr_tail.strip() == "ok":
+                log.warning("sandbox: no interpreter reachable by uid %d; running as root in a user "
+                            "namespace (processes bounded by the memory cgroup, not RLIMIT_NPROC)",
+                            self.base_uid)
+                return
+            errors.append(f"{self.python} as root: {result.status} {result.stderr_tail.strip()[-300:]}")
         raise SandboxUnavailable(
             f"bubblewrap ({self.bwrap}) runs no Python interpreter in the sandbox:\n  "
             + "\n  ".join(errors) + "\n(If user namespaces are disabled, enable them: sysctl "
