@@ -99,7 +99,7 @@ CLAIMS = (
 )
 
 COLUMNS = ["claim", "category", "paper", "comparison", "metric", "improvement", "ci_low", "ci_high",
-           "verdict", "note"]
+           "verdict", "note", "min_seeds"]
 
 
 def verdict(low: float, high: float, paper_sign: float) -> str:
@@ -193,7 +193,8 @@ def _pair_rows(data, scores, claim, resamples, seed) -> list[dict]:
         imp, lo, hi = c.improvement
         rows.append({"claim": claim.text, "category": cat, "paper": _paper(paper), "comparison": label,
                      "metric": _metric_label(c.measure), "improvement": imp, "ci_low": lo, "ci_high": hi,
-                     "verdict": verdict(lo, hi, 1.0 if paper >= 0 else -1.0), "note": c.describe()})
+                     "verdict": verdict(lo, hi, 1.0 if paper >= 0 else -1.0), "note": c.describe(),
+                     "min_seeds": min(c.n_seeds, c.baseline_seeds)})
     return rows
 
 
@@ -229,7 +230,8 @@ def _best_rows(data, scores, claim, resamples, seed) -> list[dict]:
         rows.append({"claim": claim.text, "category": cat, "paper": _paper(paper),
                      "comparison": f"`{claim.variant}` vs `{rival}` (closest of {len(ok)})",
                      "metric": _metric_label(c.measure), "improvement": imp, "ci_low": lo, "ci_high": hi,
-                     "verdict": v, "note": "; ".join(notes)})
+                     "verdict": v, "note": "; ".join(notes),
+                     "min_seeds": min(min(x.n_seeds, x.baseline_seeds) for x in ok.values())})
     return rows
 
 
@@ -252,7 +254,7 @@ def heldout_baseline(data: ExperimentData, baseline: str = "text_only") -> str |
 
 
 HELDOUT_COLUMNS = ["variant", "family", "bpb", "baseline_bpb", "change", "ci_low", "ci_high",
-                   "excludes_zero", "status", "note"]
+                   "excludes_zero", "n_seeds", "baseline_seeds", "status", "note"]
 
 
 def heldout_findings(data: ExperimentData, baseline: str = "text_only", resamples: int = 2000, seed: int = 0,
@@ -279,7 +281,8 @@ def heldout_findings(data: ExperimentData, baseline: str = "text_only", resample
             rows.append({"variant": v, "family": fam, "bpb": c.score, "baseline_bpb": c.baseline_score,
                          "change": c.change, "ci_low": c.low, "ci_high": c.high,
                          "excludes_zero": c.excludes_zero if c.status == "ok" else False,
-                         "status": c.status, "note": c.describe()})
+                         "n_seeds": c.n_seeds, "baseline_seeds": c.baseline_seeds, "status": c.status,
+                         "note": c.describe()})
     out = pd.DataFrame(rows, columns=HELDOUT_COLUMNS)
     out.attrs["baseline"] = base
     return out

@@ -131,8 +131,12 @@ class Comparison:
         """'2 vs 2 seeds, 3 benchmarks, 600 examples (4 unpaired dropped)'."""
         if self.status != "ok":
             return self.status
-        s = (f"{self.n_seeds} vs {self.baseline_seeds} seeds, {self.n_benchmarks} benchmark"
-             f"{'s' if self.n_benchmarks != 1 else ''}, {self.n_examples} examples")
+        s = f"{self.n_seeds} vs {self.baseline_seeds} seeds, "
+        if self.measure.benchmarks and all(b.startswith(HELDOUT_PREFIX) for b in self.measure.benchmarks):
+            s += f"{self.n_examples} documents"
+        else:
+            s += (f"{self.n_benchmarks} benchmark{'s' if self.n_benchmarks != 1 else ''}, "
+                  f"{self.n_examples} examples")
         return s + (f" ({self.dropped_examples} unpaired dropped)" if self.dropped_examples else "")
 
 

@@ -149,7 +149,6 @@ def heldout_variant_curves(data: ExperimentData) -> pd.DataFrame:
     cols = ["variant", "run", "family", "variant_tokens", "bpb"]
     if not len(data.heldout) or not len(data.chains) or not len(data.metrics):
         return pd.DataFrame(columns=cols)
-    tokens = data.metrics.groupby(["run", "step"])["tokens"].max()
     last_tokens = data.metrics.groupby("run")["tokens"].max()
     parts = []
     for variant, chain in data.chains.groupby("variant", sort=False):
@@ -157,12 +156,26 @@ def heldout_variant_curves(data: ExperimentData) -> pd.DataFrame:
         for _, stage in chain.sort_values(["stage_index", "seed"]).groupby("stage_index"):
             run = stage["run"].iloc[0]
             h = data.heldout[data.heldout["run"] == run]
-            tok = [float(tokens.get((run, s), np.nan)) for s in h["step"]]
             parts.append(pd.DataFrame({"variant": variant, "run": run, "family": h["family"],
-                                       "variant_tokens": np.asarray(tok) + offset, "bpb": h["bpb"]}))
+                                       "variant_tokens": _tokens_at(data, run, h["step"]) + offset,
+                                       "bpb": h["bpb"]}))
             offset += float(last_tokens.get(run, 0.0))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     return out.dropna(subset=["variant_tokens", "bpb"])
+
+
+def _tokens_at(data: ExperimentData, run: str, steps) -> np.ndarray:
+    """Tokens seen at `steps`, from the run's logged (step, tokens); a held-out
+    evaluation need not fall on a logged step, so steps are interpolated (and
+    extrapolated at the run's tokens per step)."""
+    m = data.metrics[data.metrics["run"] == run].dropna(subset=["step", "tokens"]).sort_values("step")
+    steps = np.asarray(steps, dtype=np.float64)
+    if not len(m):
+        return np.full(steps.shape, np.nan)
+    xs, ys = m["step"].to_numpy(np.float64), m["tokens"].to_numpy(np.float64)
+    per_step = ys[-1] / xs[-1] if xs[-1] > 0 else np.nan
+    out = np.interp(steps, xs, ys)
+    return np.where(steps > xs[-1], steps * per_step, np.where(steps < xs[0], steps * ys[0] / max(xs[0], 1), out))
 
 
 def heldout_curves(data: ExperimentData, path: str | Path) -> str | None:

@@ -95,6 +95,11 @@ def _findings_section(data: ExperimentData, paired: PairedScores, resamples: int
                          ("Cannot be resolved at this scale (the interval contains 0)", cant),
                          ("Not measured in this experiment", missing)):
         lines.append(f"- **{label}:** " + ("; ".join(items) if items else "none") + ".")
+    one_seed = f[f["min_seeds"] == 1]
+    if len(one_seed):
+        lines.append(f"- **One seed:** {len(one_seed)} of the measured rows compare a side with a single seed; "
+                     "their intervals hold the examples' sampling noise but not seed-to-seed variation "
+                     "(run `Experiment.seeds` ≥ 2 to include it).")
     lines += ["", _reasoning_note(paired)]
     return "\n".join(lines)
 
@@ -123,6 +128,10 @@ def _heldout_findings_section(data: ExperimentData, paired: PairedScores, baseli
             f"{'' if base == baseline else f' (the requested baseline `{baseline}` is absent)'}: relative change "
             f"of each held-out family's bits per byte, 100 × (V − B) / B; negative = lower bpb = better. "
             f"Intervals: paired bootstrap over documents (paired by id) and seeds.")
+    one = h[(h["status"] == "ok") & ((h["n_seeds"] == 1) | (h["baseline_seeds"] == 1))]
+    if len(one):
+        note += (f" {len(one)} comparison(s) have a side with one seed: their intervals hold document noise "
+                 f"but not seed-to-seed variation.")
     return "\n".join([note, "", findings.heldout_summary(h), "",
                       markdown_table(show, floats={"change %": lambda v: f"{v:+.2f}", "bpb": lambda v: f"{v:.4f}",
                                                    "baseline_bpb": lambda v: f"{v:.4f}"})])

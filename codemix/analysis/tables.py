@@ -29,7 +29,15 @@ import pandas as pd
 
 from codemix.analysis import stats
 from codemix.analysis.load import ExperimentData
-from codemix.analysis.paired import Measure, PairedScores, continuous, families, final_runs, heldout, primary
+from codemix.analysis.paired import (
+    Measure,
+    PairedScores,
+    continuous,
+    families,
+    final_runs,
+    heldout,
+    primary,
+)
 
 CATEGORY_ORDER = ("reasoning", "knowledge", "code", "generative")
 BOOTSTRAP = "paired bootstrap"

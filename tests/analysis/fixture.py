@@ -2,8 +2,8 @@
 
 The runner trains every run of tests/analysis/micro_eval.gin with its own
 evaluation switched off; every run is then scored here with the real
-evaluator (copa and arc_easy, 4 examples each), so the fixture does not depend
-on how the runner wires evaluation. The vocabulary is the run's mixture's
+evaluator (copa and arc_easy, 4 examples each, with their per-example values),
+so the fixture does not depend on how the runner wires evaluation. The vocabulary is the run's mixture's
 (named in its lineage).
 """
 from __future__ import annotations
@@ -31,9 +31,11 @@ def evaluate_missing(root: Path) -> None:
             cfg, params, vocab, info = loading.load_model_for_eval(str(run))
         gin.clear_config()
         settings = EvalSettings(bootstrap_resamples=200, row_len=256)
-        records, seconds, _ = Evaluator(cfg, params, vocab, settings).run(
+        out = Evaluator(cfg, params, vocab, settings).run_full(
             list(BENCHMARKS), LIMIT, run_name=info.run, step=info.step)
-        write_results(str(run / "eval.json"), records, {"limit": LIMIT, "seconds": seconds})
+        # per-example values too, as the experiment runner writes them: the report's intervals need them
+        write_results(str(run / "eval.json"), out.records, {"limit": LIMIT, "seconds": out.seconds},
+                      out.per_example)
         lineage = json.loads((run / "lineage.json").read_text())
         lineage["eval"] = "eval.json"
         (run / "lineage.json").write_text(json.dumps(lineage, indent=2))

@@ -52,6 +52,7 @@ def test_report_of_synthetic_experiment_has_every_plot(tmp_path):
     assert "| 100% code costs 18.3% reasoning and 86% knowledge | reasoning | -18.3% | `code_p100` vs `code_p0` |" \
         in text
     assert "QuAC and StoryCloze are not available offline" in text
+    assert "**One seed:** 2 of the measured rows" in text  # code_p100 vs code_p0, one seed each
     assert "Nothing is missing" in text
 
 
