@@ -6,7 +6,7 @@ Each program runs as `python3 -I -S -` (the source on stdin) inside bwrap:
                the program (no API keys, no tokens).
   files        an empty root. Read-only binds of /usr, the /bin /lib /lib64
                /sbin links (or folders), and the interpreter's own prefix with
-               its site-packages hidden by an empty read-only mount; nothing
+               every site-/dist-packages hidden by an empty read-only mount; nothing
                else exists (no /work, /home, /root, /etc, /var, no host
                socket). /tmp and /dev/shm are fresh tmpfs mounts of a fixed
                size; /dev is read-only after bwrap populates it.
@@ -61,6 +61,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -300,9 +301,14 @@ class Sandbox:
         args = []
         if not prefix.startswith("/usr/") and prefix != "/usr":
             args += ["--ro-bind", prefix, prefix]
-        site = os.path.join(os.path.realpath(stdlib), "site-packages")
-        if os.path.isdir(site):
-            args += ["--tmpfs", site, "--remount-ro", site]
+        # Installed packages (the benchmark data among them) stay hidden: the
+        # interpreter's own and every system site-/dist-packages under /usr.
+        hidden = [os.path.join(os.path.realpath(stdlib), "site-packages"), "/usr/lib/python3/dist-packages"]
+        for pattern in ("/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages"):
+            hidden += glob.glob(pattern)
+        for site in dict.fromkeys(hidden):
+            if os.path.isdir(site) and not os.path.islink(site) and site.endswith(("site-packages", "dist-packages")):
+                args += ["--tmpfs", site, "--remount-ro", site]
         if not self.python.startswith(("/usr/", prefix + "/")):
             args += ["--ro-bind", self.python, self.python]
         return args
