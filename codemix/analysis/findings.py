@@ -238,7 +238,7 @@ def _best_rows(data, scores, claim, resamples, seed) -> list[dict]:
 def claim_findings(data: ExperimentData, resamples: int = 2000, seed: int = 0,
                    scores: PairedScores | None = None) -> pd.DataFrame:
     """One row per (claim, category): measured improvement (%), 95% interval, verdict (module doc)."""
-    scores = scores or PairedScores(data)
+    scores = scores or PairedScores.of(data)
     rows = []
     for claim in CLAIMS:
         fn = _pair_rows if claim.kind == "pair" else _best_rows
@@ -264,7 +264,7 @@ def heldout_findings(data: ExperimentData, baseline: str = "text_only", resample
     Negative change = lower bits per byte = better. `attrs["baseline"]` is the
     baseline used (`heldout_baseline`); `attrs["note"]` explains an empty table.
     """
-    scores = scores or PairedScores(data)
+    scores = scores or PairedScores.of(data)
     out = pd.DataFrame(columns=HELDOUT_COLUMNS)
     base = heldout_baseline(data, baseline)
     fams = families(data)

@@ -150,12 +150,13 @@ class PairedScores:
 
     def __init__(self, data: ExperimentData):
         self.data = data
-        ex = data.examples
+        ex = self._examples = data.examples
         self._values: dict[tuple[str, str, str], pd.Series] = {}
         if len(ex):
             for (run, bench, metric), g in ex.groupby(["run", "benchmark", "metric"], sort=False):
+                v = pd.Series(g["value"].to_numpy(np.float64), index=g["id"].to_numpy())
                 # Duplicate ids (a benchmark scored twice) are averaged, never double-counted.
-                self._values[(run, bench, metric)] = g.groupby("id", sort=False)["value"].mean()
+                self._values[(run, bench, metric)] = v if v.index.is_unique else v.groupby(level=0).mean()
         ev = data.evals
         real = ev[~ev["benchmark"].astype(str).str.startswith("category:")] if len(ev) else ev
         self.category_of: dict[str, str] = (
@@ -172,6 +173,16 @@ class PairedScores:
         last = hd.sort_values("step").groupby(["run", "family"])["bpb"].last() if len(hd) else pd.Series()
         self._heldout_bpb: dict[tuple[str, str], float] = {
             (r, HELDOUT_PREFIX + str(f)): float(v) for (r, f), v in last.items()}
+
+    @classmethod
+    def of(cls, data: ExperimentData) -> PairedScores:
+        """The index of `data`, built once per ExperimentData (cached on it)."""
+        cached = getattr(data, "_paired_scores", None)
+        if cached is not None and cached.data is data and cached._examples is data.examples:
+            return cached
+        out = cls(data)
+        data._paired_scores = out
+        return out
 
     # -- which benchmarks a measure covers ---------------------------------
     def benchmarks(self, measure: Measure) -> list[str]:

@@ -238,7 +238,7 @@ def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None, resam
     kept for callers that pass the category scores).
     """
     cols = ["variant", "code_percent", "category", "metric", "score", "ci_low", "ci_high", "interval"]
-    paired = PairedScores(data)
+    paired = PairedScores.of(data)
     rows = []
     for v, pct in _sweep_variants(data):
         runs = final_runs(data, v)

@@ -268,7 +268,7 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
     data = load_experiment(root)
     img_dir = root / "report"
     img_dir.mkdir(parents=True, exist_ok=True)
-    paired = PairedScores(data)
+    paired = PairedScores.of(data)
     try:
         scores = tables.category_scores(data, resamples, paired=paired)
     except Exception:

@@ -77,7 +77,7 @@ def category_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
             "n_benchmarks", "n_seeds", "runs", "status", "interval"]
     scores = benchmark_scores(data)
     cats = _categories(scores["category"]) if len(scores) else []
-    paired = paired or PairedScores(data)
+    paired = paired or PairedScores.of(data)
     rows = []
     if not len(data.chains):
         return pd.DataFrame(columns=cols)
@@ -167,7 +167,7 @@ def relative_change_table(data: ExperimentData, baseline: str = "text_only",
     if not len(base):
         out.attrs["note"] = f"baseline variant {baseline!r} has no evaluated final run (missing)"
         return out
-    paired = paired or PairedScores(data)
+    paired = paired or PairedScores.of(data)
     cats = _categories(fs["category"])
     rows = []
     for variant in data.variants:
@@ -218,7 +218,7 @@ def signal_noise_table(data: ExperimentData, paired: PairedScores | None = None)
     pooled seed standard deviation). NaN where no variant has 2 seeds.
     """
     cols = ["metric", "better", "variants", "seeds", "seed_std", "spread", "snr"]
-    paired = paired or PairedScores(data)
+    paired = paired or PairedScores.of(data)
     finals = _final_by_variant(data)
     measures: list[Measure] = []
     for c in _categories(set(paired.category_of.values())):
@@ -258,7 +258,7 @@ def heldout_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
                    paired: PairedScores | None = None) -> pd.DataFrame:
     """Per variant (final stage) and family: bpb of the last held-out evaluation, interval, seed std."""
     cols = ["variant", "family", "bpb", "ci_low", "ci_high", "n_seeds", "seed_std", "interval"]
-    paired = paired or PairedScores(data)
+    paired = paired or PairedScores.of(data)
     rows = []
     for v, runs in _final_by_variant(data).items():
         for fam in families(data):
