@@ -21,7 +21,8 @@ So the program never decides whether it passed. Instead:
 2. Reported values are encoded by exact type (`type(v) is int`, never
    isinstance): None, bool, int, float, complex, str, bytes, list, tuple, set,
    frozenset, dict (and the stdlib's Counter, OrderedDict, defaultdict), deque,
-   range, and iterators materialised into lists. Anything else
+   range, and iterators (sent as their items, judged as an iterator, so a
+   generator still differs from the list a test expects). Anything else
    (a subclass, an object with a custom `__eq__`) makes the run fail.
 3. After the last test statement the program reports an end record.
    `judge` passes a run only if the sandbox exit status is 0, every record
@@ -217,8 +218,8 @@ def __codemix_run__(solution, tests, n_checks):
         budget[0] -= 1
         if depth > 64 or budget[0] < 0:
             raise AssertionError("value too large or too deep to report")
-        if t in _iters:
-            t, v = list, list(v)
+        if t in _iters:  # judged as an iterator over the same items
+            return ["g", [enc(x, depth + 1, budget) for x in v]]
         if t in (_c.Counter, _c.OrderedDict, _c.defaultdict):  # stdlib dicts: compared as dicts
             t = dict
         if t is _c.deque:
@@ -285,6 +286,8 @@ def _dec(v):
         return r
     if tag == "d":
         return {_dec(k): _dec(x) for k, x in v[1]}
+    if tag == "g":
+        return iter([_dec(x) for x in v[1]])
     return {"l": list, "t": tuple, "s": set, "f": frozenset, "q": collections.deque}[tag](
         _dec(x) for x in v[1])
 

@@ -153,6 +153,10 @@ def test_judge_rejects_records_that_do_not_prove_the_tests_ran():
     assert not code_harness.judge(prepared, True, b'[0, [2]]\n[1, null, true]\n')[0]  # no end
     assert not code_harness.judge(prepared, True, good + b'[0, [2]]\n')[0]  # end not last
     assert not code_harness.judge(prepared, True, b'[0, [[\"l\", [2]]]]\n[1, null, true]\n["end", 2]\n')[0]
+    # An iterator is judged as one: `list(gen) == [...]` holds, `gen == [...]` does not.
+    listed = code_harness.prepare_tests("assert list(f()) == [1]\nassert f() == [1]\n")
+    assert code_harness.judge(listed, True, b'[0, [["g", [1]]]]\n[1, [["l", [1]]]]\n["end", 2]\n')[0]
+    assert not code_harness.judge(listed, True, b'[0, [["g", [1]]]]\n[1, [["g", [1]]]]\n["end", 2]\n')[0]
 
 
 # ---------------------------------------------------------------- isolation
