@@ -148,7 +148,7 @@ def test_retention_never_deletes_the_newest_verified_checkpoint(tmp_path):
 
 # End to end, through `codemix train`.
 
-PARAMS = MICRO + ["train.checkpoint_every=5", "train.keep_checkpoints=3", "train.heldout=False"]
+PARAMS = MICRO + ["train.checkpoint_every=5", "train.keep_checkpoints=3"]
 
 
 def _steps_on_disk(workdir):
