@@ -12,3 +12,4 @@ import codemix.data.corpus  # noqa: F401,E402
 import codemix.data.mixtures  # noqa: F401,E402
 import codemix.data.tasks  # noqa: F401,E402
 import codemix.data.vocab  # noqa: F401,E402
+import codemix.data.heldout  # noqa: F401,E402  (HeldOutOptions)

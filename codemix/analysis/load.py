@@ -18,6 +18,13 @@ run leaves behind and returns them as tidy tables:
   shares    per run and source: requested share, realized share and tokens.
   configs   operative_config.gin of every run, one row per run, one column
             per binding (values as written in the file).
+  heldout   held-out loss and bits per byte per family (heldout/step_<N>.json
+            of every run), tidy: run, step, family, loss, bpb, tokens, bytes.
+  examples  per-example values for paired statistics, tidy: run, benchmark,
+            metric, id, value. Benchmarks come from eval.json's
+            "per_example"; held-out families appear as benchmark
+            "heldout:<family>" with metric "bpb" (per-document contributions
+            of the run's last held-out evaluation, see codemix/eval/perplexity.py).
 
 Runs that the plan expects but that did not finish, or that left no metrics
 or no evaluation, are listed in `missing` (never silently dropped).
@@ -54,6 +61,8 @@ class ExperimentData:
     shares: pd.DataFrame
     configs: pd.DataFrame
     missing: list[dict]
+    heldout: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    examples: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     @property
     def variants(self) -> list[str]:
@@ -232,6 +241,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
 
     lineages, bindings = {}, {}
     run_rows, metric_rows, share_rows, eval_frames, config_rows, missing = [], [], [], [], [], []
+    heldout_rows, example_frames = [], []
     planned = {r["run"]: r for r in plan}
     exp_name = root.name
     for name in names:
@@ -278,6 +288,25 @@ def load_experiment(path: str | Path) -> ExperimentData:
             tok = float(last.get(f"tokens/{s}", 0.0)) if last else float("nan")
             share_rows.append({"run": name, "source": s, "requested": req, "tokens": tok,
                                "realized": tok / total if total else float("nan")})
+        final_heldout = None
+        for step, doc in _heldout_files(d):
+            for fam, r in doc.get("families", {}).items():
+                heldout_rows.append({"run": name, "step": step, "family": fam, "loss": r.get("loss"),
+                                     "bpb": r.get("bpb"), "tokens": r.get("tokens"), "bytes": r.get("bytes")})
+            final_heldout = doc
+        if final_heldout is not None:
+            for fam, r in final_heldout.get("families", {}).items():
+                if r.get("ids") and r.get("doc_bpb"):
+                    example_frames.append(pd.DataFrame({
+                        "run": name, "benchmark": f"heldout:{fam}", "metric": "bpb",
+                        "id": [str(i) for i in r["ids"]], "value": r["doc_bpb"]}))
+        for bench, values in ((ev or {}).get("per_example") or {}).items():
+            ids = [str(i) for i in values.get("ids", [])]
+            for metric, vals in values.items():
+                if metric == "ids" or len(vals) != len(ids):
+                    continue
+                example_frames.append(pd.DataFrame({"run": name, "benchmark": bench, "metric": metric,
+                                                    "id": ids, "value": pd.to_numeric(vals, errors="coerce")}))
         if ev is not None:
             recs = pd.DataFrame(ev.get("records", []))
             if len(recs):
@@ -309,7 +338,27 @@ def load_experiment(path: str | Path) -> ExperimentData:
         metrics=metrics_df, losses=losses, evals=evals,
         shares=pd.DataFrame(share_rows, columns=["run", "source", "requested", "tokens", "realized"]),
         configs=pd.DataFrame(config_rows), missing=missing,
+        heldout=pd.DataFrame(heldout_rows, columns=["run", "step", "family", "loss", "bpb", "tokens", "bytes"]),
+        examples=(pd.concat(example_frames, ignore_index=True) if example_frames else
+                  pd.DataFrame(columns=["run", "benchmark", "metric", "id", "value"])),
     )
+
+
+def _heldout_files(run_dir: Path) -> list[tuple[int, dict]]:
+    """(step, document) of every heldout/step_<N>.json of a run, by step."""
+    d = run_dir / "heldout"
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.glob("step_*.json"):
+        try:
+            step = int(p.stem.split("_", 1)[1])
+        except ValueError:
+            continue
+        doc = _read_json(p)
+        if doc is not None:
+            out.append((step, doc))
+    return sorted(out, key=lambda x: x[0])
 
 
 def _losses(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -50,6 +50,13 @@ def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *, nam
     return ds.map(lambda x: {"text": x["text"]})
 
 
+def family_texts(name: str, split: str) -> tf.data.Dataset:
+    """{"text"} documents of family task `name`'s `split`, file order (held-out sets read these)."""
+    if name not in TASKS:
+        raise corpus.DataError(f"unknown family task {name!r}; tasks are {sorted(TASKS)}.")
+    return _dataset_fn(split, False, name=name)
+
+
 def tokenize_fast(dataset: tf.data.Dataset, output_features) -> tf.data.Dataset:
     """Tokenize "targets" with the SentencePiece C++ library through
     `tf.numpy_function` (declared stateless, so iterator checkpoints still

@@ -33,8 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step of a workdir (default: latest)")
     parser.add_argument("--benchmarks", default="",
                         help=f"comma-separated names; available: {','.join(tasks.BENCHMARKS)}")
-    parser.add_argument("--category", default=None, choices=tasks.CATEGORIES,
-                        help="add every benchmark of this category")
+    parser.add_argument("--category", default=None, choices=tasks.CATEGORIES + ("perplexity",),
+                        help="add every benchmark of this category; 'perplexity' measures held-out "
+                             "loss and bits per byte on every family's fixed validation set")
+    parser.add_argument("--sequence_length", type=int, default=None,
+                        help="rows of the perplexity sets (default: the run's training length, else 512)")
     parser.add_argument("--limit", type=_positive_int, default=None,
                         help="first N examples of each benchmark (N >= 1; default: all)")
     parser.add_argument("--output", required=True, help="results JSON path")
@@ -63,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
     from codemix.eval.runner import EvalSettings, Evaluator, format_table, write_results
     from codemix.eval.sandbox import Sandbox, SandboxUnavailable
 
+    perplexity = args.category == "perplexity"
+    listed = [b for b in args.benchmarks.split(",") if b.strip()]
     try:
-        names = tasks.resolve_names(args.benchmarks.split(","), args.category)
+        names = (tasks.resolve_names(listed, None if perplexity else args.category)
+                 if listed or not perplexity else [])
     except KeyError as e:
         print(f"codemix eval: {e.args[0]}")
         return 2
@@ -93,10 +99,22 @@ def run(args: argparse.Namespace) -> int:
     out = Evaluator(cfg, params, vocab, settings, sandbox).run_full(
         names, args.limit, run_name=info.run, step=info.step, parts_dir=parts_dir, parts_key=parts_key)
     records, seconds, details = out.records, out.seconds, out.details
+    per_example = dict(out.per_example or {})
+    if perplexity:
+        from codemix.eval import perplexity as ppl
+        from codemix.eval.loading import heldout_context
+
+        t0 = time.perf_counter()
+        docs, run_len = heldout_context(args.checkpoint)
+        results = ppl.evaluate_model(cfg, params, vocab, docs, args.sequence_length or run_len or 512,
+                                     args.batch_size)
+        recs, pe = ppl.records(results, info.run, info.step)
+        records, seconds = records + recs, {**seconds, "perplexity": time.perf_counter() - t0}
+        per_example.update(pe)
     meta = {"checkpoint": info.path, "limit": args.limit, "num_shots": args.num_shots,
             "fewshot_seed": args.fewshot_seed, "num_samples": args.num_samples,
             "seconds": seconds, "total_seconds": time.perf_counter() - start}
-    write_results(args.output, records, meta, out.per_example)
+    write_results(args.output, records, meta, per_example)
     if args.save_details:
         with open(args.save_details, "w") as f:
             json.dump(details, f, indent=1)

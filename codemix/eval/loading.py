@@ -169,3 +169,27 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
     log.info("loaded %s (%s, step %d; model vocab_size %d; vocabulary %s with %d ids)", directory,
              kind, info_step, cfg.vocab_size, type(vocab).__name__, vocab.vocab_size)
     return cfg, params, vocab, RunInfo(run=run, step=info_step, path=directory)
+
+
+def heldout_context(directory: str) -> tuple[dict, int | None]:
+    """({family: held-out documents}, the run's sequence length or None) for DIR.
+
+    The documents are selected under DIR's own gin config (a workdir's
+    HeldOutOptions, CorpusOptions and VocabOptions), so `codemix eval
+    --category perplexity` measures exactly the sets the train loop measured.
+    """
+    from codemix.data import heldout
+
+    directory = os.path.abspath(directory)
+    gin_file = os.path.join(directory, "operative_config.gin")
+    if not os.path.isfile(gin_file):
+        gin_file = os.path.join(directory, "model.gin")
+    gin.clear_config()
+    try:
+        if os.path.isfile(gin_file):
+            codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
+        docs = heldout.documents()
+        seq_len = codemix_config.query("make_train_iterator.sequence_length")
+    finally:
+        gin.clear_config()
+    return docs, (int(seq_len) if seq_len is not None else None)

@@ -312,6 +312,9 @@ class Evaluator:
                  parts_dir: str | None = None, parts_key: dict | None = None) -> EvalOutput:
         """Evaluate `names` (see `EvalOutput` for what comes back).
 
+        `limit` is the first N examples of every benchmark, or a dict
+        {benchmark: N} (key "*" for the others; missing = all examples).
+
         With `parts_dir`, each finished benchmark's per-example scores and ids
         are saved there as <name>.json together with `parts_key` (what was
         evaluated and how); a later call with the same key loads them instead
@@ -319,12 +322,14 @@ class Evaluator:
         where it stopped.
         """
         results = []
+        limits = limit if isinstance(limit, dict) else {}
         for n in names:
-            result = load_part(parts_dir, n, parts_key, limit) if parts_dir else None
+            lim = limits.get(n, limits.get("*")) if isinstance(limit, dict) else limit
+            result = load_part(parts_dir, n, parts_key, lim) if parts_dir else None
             if result is None:
-                result = self.evaluate(n, limit)
+                result = self.evaluate(n, lim)
                 if parts_dir:
-                    save_part(parts_dir, result, parts_key, limit)
+                    save_part(parts_dir, result, parts_key, lim)
             else:
                 log.info("%s: loaded finished scores from %s", n, parts_dir)
             results.append(result)

@@ -65,6 +65,7 @@ class Run:
     parent: str | None
     variants: tuple[str, ...]
     depth: int
+    seed: int = 0
 
 
 def human_tokens(tokens: float) -> str:
@@ -75,12 +76,31 @@ def human_tokens(tokens: float) -> str:
     return f"{tokens:.4g}"
 
 
-def run_name(stages: Sequence[Stage]) -> str:
-    return "__".join(s.slug for s in stages)
+def run_name(stages: Sequence[Stage], seed: int = 0) -> str:
+    """The chain's stage slugs; seeds other than 0 add `__seed<N>` (seed 0 keeps
+    the plain name, so single-seed experiments keep their run names)."""
+    return "__".join(s.slug for s in stages) + (f"__seed{seed}" if seed else "")
 
 
-def expand(variants: Iterable[Variant]) -> list[Run]:
-    """Unique runs of all variants, parents before children."""
+def check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("Experiment.seeds is empty; give at least one seed, e.g. Experiment.seeds = [0, 1].")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"Experiment.seeds {list(seeds)} repeats a seed; list each seed once.")
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"Experiment.seeds {list(seeds)} has a negative seed; seeds are integers >= 0.")
+    return seeds
+
+
+def expand(variants: Iterable[Variant], seeds: Sequence[int] = (0,)) -> list[Run]:
+    """Unique runs of all variants for every seed, parents before children.
+
+    A seed sets both the initialisation and the data order of every stage of
+    a chain; each seed's chain is its own set of runs (a seed-1 continue stage
+    starts from the seed-1 init run)."""
+    variants = list(variants)
+    seeds = check_seeds(seeds)
     runs: dict[str, Run] = {}
     order: list[str] = []
     seen_variants: set[str] = set()
@@ -88,21 +108,25 @@ def expand(variants: Iterable[Variant]) -> list[Run]:
         if v.name in seen_variants:
             raise ValueError(f"variant name {v.name!r} appears twice in the experiment.")
         seen_variants.add(v.name)
-        parent = None
-        for i in range(len(v.stages)):
-            name = run_name(v.stages[: i + 1])
-            if name in runs:
-                r = runs[name]
-                runs[name] = dataclasses.replace(r, variants=r.variants + (v.name,))
-            else:
-                runs[name] = Run(name=name, stage=v.stages[i], parent=parent, variants=(v.name,), depth=i)
-                order.append(name)
-            parent = name
-    return sorted((runs[n] for n in order), key=lambda r: (r.depth, order.index(r.name)))
+    for seed in seeds:
+        for v in variants:
+            parent = None
+            for i in range(len(v.stages)):
+                name = run_name(v.stages[: i + 1], seed)
+                if name in runs:
+                    r = runs[name]
+                    runs[name] = dataclasses.replace(r, variants=r.variants + (v.name,))
+                else:
+                    runs[name] = Run(name=name, stage=v.stages[i], parent=parent, variants=(v.name,),
+                                     depth=i, seed=seed)
+                    order.append(name)
+                parent = name
+    index = {n: i for i, n in enumerate(order)}
+    return sorted((runs[n] for n in order), key=lambda r: (r.depth, index[r.name]))
 
 
-def final_run(variant: Variant) -> str:
-    return run_name(variant.stages)
+def final_run(variant: Variant, seed: int = 0) -> str:
+    return run_name(variant.stages, seed)
 
 
 @gin.configurable
@@ -119,7 +143,8 @@ def study_matrix(
       cooldown_tokens: budget of a cooldown (paper: 40B tokens).
       continue_tokens: budget of a continue stage (default: init_tokens).
       groups: which parts to build:
-        "core": text_only, balanced_only, balanced->text, code->text, each
+        "core": text_only, balanced_only, balanced->text, code->text (code_init
+          then continue_text, as the paper's Table 2), each
           alone, +cooldown with code and +cooldown without code. text_only and
           balanced_only are one init stage of init+continue tokens, so every
           core variant sees the same number of pre-cooldown tokens.
@@ -137,8 +162,11 @@ def study_matrix(
         core = {
             "text_only": (Stage("init", "text_only", init_tokens + cont),),
             "balanced_only": (Stage("init", "balanced", init_tokens + cont),),
-            "balanced_text": (Stage("init", "balanced", init_tokens), Stage("continue", "text_only", cont)),
-            "code_text": (Stage("init", "code_only", init_tokens), Stage("continue", "text_only", cont)),
+            # Table 2 / §3.1 of the paper: the continued pre-training of both
+            # staged variants is 90% text and 10% code (gin/mixtures/continue_text.gin),
+            # and the code-initialised model is 80% code and 20% markup (code_init.gin).
+            "balanced_text": (Stage("init", "balanced", init_tokens), Stage("continue", "continue_text", cont)),
+            "code_text": (Stage("init", "code_init", init_tokens), Stage("continue", "continue_text", cont)),
         }
         for name, stages in core.items():
             variants.append(Variant(name, stages))

@@ -48,6 +48,14 @@ class Experiment:
       stage_bindings: extra bindings per stage kind {"cooldown": [...], ...}.
       eval_benchmarks: benchmarks run after each stage ("" = none).
       eval_limit: examples per benchmark for that quick evaluation.
+      eval_limits: per-benchmark overrides of eval_limit, e.g. {"humaneval": 20}.
+      eval_stages: "all" evaluates every run; "final" only runs that are the
+        last stage of some variant (intermediate stages still log held-out
+        metrics in the train loop).
+      seeds: every variant runs once per seed; a seed sets both the
+        initialisation and the data order (the SEED macro of the stage gins).
+        Two or more seeds give the report seed standard deviations and
+        intervals that include seed noise.
       write_report: write the analysis report at the end, when available.
     """
 
@@ -61,6 +69,9 @@ class Experiment:
     stage_bindings: dict = dataclasses.field(default_factory=dict)
     eval_benchmarks: str = ""
     eval_limit: int = 20
+    eval_limits: dict = dataclasses.field(default_factory=dict)
+    eval_stages: str = "all"
+    seeds: Sequence[int] = (0,)
     write_report: bool = True
 
     @property
@@ -84,6 +95,11 @@ def load_experiment(gin_file: str, gin_params: Sequence[str] = ()) -> Experiment
     cm_config.parse([gin_file], gin_params, finalize=False)
     exp = Experiment()
     gin.clear_config()
+    from codemix.experiments.matrix import check_seeds
+
+    check_seeds(exp.seeds)
+    if exp.eval_stages not in ("all", "final"):
+        raise ValueError(f"Experiment.eval_stages = {exp.eval_stages!r}; use 'all' or 'final'.")
     return exp
 
 
@@ -109,6 +125,7 @@ def run_bindings(exp: Experiment, run: Run, workdir: Path) -> list[str]:
         f"TOKEN_BUDGET = {float(run.stage.tokens)!r}",
         f"BATCH_SIZE = {exp.batch_size}",
         f"SEQ_LEN = {exp.sequence_length}",
+        f"SEED = {run.seed}",
     ]
     if run.parent:
         b.append(f"PARENT = '{run_dir(workdir, run.parent)}'")
@@ -175,10 +192,11 @@ def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
     info = model_info(ModelConfig(), exp.sequence_length)
     gin.clear_config()
     rows = []
-    for r in expand(variants):
+    for r in expand(variants, exp.seeds):
         steps = steps_of(exp, r.stage.tokens)
         rows.append({
             "run": r.name,
+            "seed": r.seed,
             "parent": r.parent,
             "stage": r.stage.kind,
             "mixture": r.stage.mixture,
@@ -236,12 +254,13 @@ def _evaluate(exp: Experiment, path: Path) -> dict | None:
     try:
         cfg, params, vocab, info = load_model_for_eval(str(path))
         start = time.perf_counter()
+        limits = {**{n: exp.eval_limit for n in names}, **dict(exp.eval_limits)}
         out = Evaluator(cfg, params, vocab, EvalSettings(progress=False), sandbox).run_full(
-            names, exp.eval_limit, run_name=path.name, step=info.step)
+            names, limits, run_name=path.name, step=info.step)
         records, seconds = out.records, out.seconds
     finally:
         gin.clear_config()
-    doc = {"limit": exp.eval_limit, "seconds": seconds, "total_seconds": time.perf_counter() - start}
+    doc = {"limit": exp.eval_limit, "limits": limits, "seconds": seconds, "total_seconds": time.perf_counter() - start}
     if _is_writer():
         write_results(str(path / "eval.json"), records, doc, out.per_example)
     return {"records": records, **doc}
@@ -258,7 +277,7 @@ def run_experiment(
     """Run (or resume) the experiment; returns {run name: lineage}."""
     exp = load_experiment(gin_file, gin_params)
     variants = select(exp, only)
-    runs = expand(variants)
+    runs = expand(variants, exp.seeds)
     root = Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
     _enable_compilation_cache(root)
@@ -290,6 +309,7 @@ def run_experiment(
             "steps": steps_of(exp, r.stage.tokens),
             "tokens_per_step": exp.tokens_per_step,
             "parent": r.parent,
+            "seed": r.seed,
             "parent_dir": str(run_dir(root, r.parent)) if r.parent else None,
             "parent_step": parent_step,
             "status": "running",
@@ -301,7 +321,8 @@ def run_experiment(
         summary = _train_one(exp, r, root, run_params)
         lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
         _write_json(path / "lineage.json", lineage)
-        evaluation = _evaluate(exp, path)
+        is_final = any(final_run(v, r.seed) == r.name for v in variants)
+        evaluation = _evaluate(exp, path) if exp.eval_stages == "all" or is_final else None
         lineage.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if evaluation is not None:
             lineage["eval"] = "eval.json"
@@ -311,7 +332,7 @@ def run_experiment(
             bar.update(1)
     if bar is not None:
         bar.close()
-    summary_rows = summarize(root, variants)
+    summary_rows = summarize(root, variants, exp.seeds)
     _write_json(root / "summary.json", summary_rows)
     print(format_summary(summary_rows))
     if exp.write_report and _is_writer():
@@ -329,18 +350,20 @@ def _report(root: Path) -> None:
     print(f"report: {path}")
 
 
-def summarize(root: Path, variants: Sequence[Variant]) -> list[dict]:
-    """Per variant: its final run's last logged loss per source, and eval categories."""
+def summarize(root: Path, variants: Sequence[Variant], seeds: Sequence[int] = (0,)) -> list[dict]:
+    """Per variant and seed: its final run's last logged loss per source, held-out
+    bits per byte per family, and eval categories."""
     from codemix.train.metrics import read_metrics
 
     rows = []
-    for v in variants:
-        path = run_dir(root, final_run(v))
+    for v, seed in ((v, s) for v in variants for s in seeds):
+        path = run_dir(root, final_run(v, seed))
         m = read_metrics(str(path))
         last = m[-1] if m else {}
-        row = {"variant": v.name, "run": final_run(v), "step": last.get("step"),
+        name = v.name if len(seeds) == 1 else f"{v.name} s{seed}"
+        row = {"variant": name, "run": final_run(v, seed), "step": last.get("step"),
                "loss": last.get("loss")}
-        row.update({k: val for k, val in last.items() if k.startswith("loss/")})
+        row.update({k: val for k, val in last.items() if k.startswith("val/") and k.endswith("/bpb")})
         ev = path / "eval.json"
         if ev.exists():
             for rec in json.loads(ev.read_text()).get("records", []):
@@ -351,8 +374,12 @@ def summarize(root: Path, variants: Sequence[Variant]) -> list[dict]:
 
 
 def format_summary(rows: list[dict]) -> str:
-    cols = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))})
-    head = f"{'variant':32s} {'loss':>7s} " + " ".join(f"{c.split('/', 1)[1][:14]:>14s}" for c in cols)
+    cols = sorted({k for r in rows for k in r if k.startswith(("val/", "eval/"))})
+    def label(c: str) -> str:
+        parts = c.split("/")
+        return ("bpb " + parts[1] if parts[0] == "val" else parts[-1])[:14]
+
+    head = f"{'variant':32s} {'loss':>7s} " + " ".join(f"{label(c):>14s}" for c in cols)
     out = [head, "-" * len(head)]
     for r in rows:
         loss = f"{r['loss']:7.3f}" if r.get("loss") is not None else f"{'-':>7s}"

@@ -101,6 +101,42 @@ def steps_for(train_steps: int | None, token_budget: float | None, tokens_per_st
     return int(math.ceil(token_budget / tokens_per_step))
 
 
+def _heldout_evaluator(cfg, iterator, layout, mesh):
+    """The held-out sets packed with the run's own vocabulary and sharded like training."""
+    import seqio
+
+    from codemix.data import heldout as heldout_data
+    from codemix.eval.perplexity import HeldOutEvaluator
+    from codemix.train.state import ROW_FEATURES
+
+    vocab = seqio.get_mixture_or_task(iterator.source_names[0]).output_features["targets"].vocabulary
+    start = time.perf_counter()
+    docs = heldout_data.documents()
+    rows_sh = {k: layout.batch_shardings[k] for k in ROW_FEATURES}
+    ev = HeldOutEvaluator(cfg, vocab.encode, vocab.eos_id, iterator.sequence_length,
+                          iterator.global_batch_size, docs, layout.shardings["params"], rows_sh, mesh)
+    logging.info("held-out sets: %s (%.1fs to build)",
+                 {f: p.num_rows for f, p in ev.sets.items()}, time.perf_counter() - start)
+    return ev
+
+
+def _evaluate_heldout(evaluator, params, step: int, workdir: str) -> dict:
+    from codemix.eval.perplexity import flat_metrics
+
+    start = time.perf_counter()
+    results = evaluator(params)
+    seconds = time.perf_counter() - start
+    if jax.process_index() == 0:
+        os.makedirs(os.path.join(workdir, "heldout"), exist_ok=True)
+        doc = {"step": int(step), "seconds": seconds,
+               "families": {f: r.to_json() for f, r in results.items()}}
+        path = os.path.join(workdir, "heldout", f"step_{int(step)}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(doc, f)
+        os.replace(path + ".tmp", path)
+    return {**flat_metrics(results), "val/seconds": seconds}
+
+
 @gin.configurable
 def train(
     workdir: str,
@@ -120,6 +156,8 @@ def train(
     peak_flops: float | None = None,
     progress: bool | None = None,
     hooks: Sequence[Callable] = (),
+    eval_every: int | None = None,
+    heldout: bool = True,
 ) -> dict:
     """Train (or resume) a run in `workdir`. Returns a summary dict.
 
@@ -151,6 +189,12 @@ def train(
       hooks: callables hook(step, state, cfg, workdir) -> dict|None called
         after each step; a hook with an `every` attribute runs every that many
         steps. Returned dicts are merged into the next metrics line.
+      eval_every: steps between held-out evaluations (None = only at the end).
+      heldout: measure `val/<family>/loss` (nats per token) and
+        `val/<family>/bpb` (bits per UTF-8 byte) on every family's fixed
+        held-out set (codemix/data/heldout.py, sized by HeldOutOptions)
+        every `eval_every` steps and at the end of the run, whatever the
+        run's mixture; per-document values go to heldout/step_<N>.json.
     """
     cfg = model or ModelConfig()
     os.makedirs(workdir, exist_ok=True)
@@ -198,6 +242,10 @@ def train(
     step_fn = make_train_step(cfg, optimizer, schedule, num_sources, grad_accum_steps, row_sh)
     jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
 
+    heldout_eval = _heldout_evaluator(cfg, iterator, layout, mesh) if heldout else None
+    if eval_every is not None and eval_every <= 0:
+        raise ValueError(f"train.eval_every must be a positive number of steps or None, got {eval_every}.")
+
     info = model_info(cfg, seq_len)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
@@ -243,6 +291,8 @@ def train(
             for hook in hooks:
                 if step % getattr(hook, "every", 1) == 0:
                     extra.update(hook(step, state, cfg, workdir) or {})
+            if heldout_eval is not None and (step == train_steps or (eval_every and step % eval_every == 0)):
+                extra.update(_evaluate_heldout(heldout_eval, state["params"], step, workdir))
             if step % log_every == 0 or step == train_steps:
                 got = jax.device_get(pending)
                 pending = []

@@ -16,10 +16,10 @@ def test_paper_matrix_runs_and_parents():
     assert sum(r.stage.kind == "continue" for r in runs.values()) == 2
     assert sum(r.stage.kind == "cooldown" for r in runs.values()) == 8
     assert len(runs) == 24
-    bt = runs["init-balanced-200B__continue-text_only-200B"]
+    bt = runs["init-balanced-200B__continue-continue_text-200B"]
     assert bt.parent == "init-balanced-200B" and bt.stage.tokens == 200e9
-    cd = runs["init-code_only-200B__continue-text_only-200B__cooldown-cooldown_without_code-40B"]
-    assert cd.parent == "init-code_only-200B__continue-text_only-200B" and cd.stage.tokens == 40e9
+    cd = runs["init-code_init-200B__continue-continue_text-200B__cooldown-cooldown_without_code-40B"]
+    assert cd.parent == "init-code_init-200B__continue-continue_text-200B" and cd.stage.tokens == 40e9
     assert runs["init-text_only-400B"].stage.tokens == 400e9  # same pre-cooldown tokens
     assert set(runs["init-balanced-200B"].variants) == {
         "balanced_text", "balanced_text+cooldown_code", "balanced_text+cooldown_nocode"}
@@ -60,3 +60,23 @@ def test_study_matrix_groups():
     assert [v.name for v in only_sweep] == [f"code_p{p}" for p in (0, 25, 50, 75, 90, 100)]
     with pytest.raises(ValueError, match="group 'bogus'"):
         study_matrix(init_tokens=10, cooldown_tokens=2, groups=["bogus"])
+
+
+def test_seeds_give_each_seed_its_own_chain():
+    v = Variant("bt", (Stage("init", "balanced", 1e3), Stage("continue", "continue_text", 1e3)))
+    runs = expand([v], seeds=(0, 1))
+    names = [r.name for r in runs]
+    assert names == ["init-balanced-1K", "init-balanced-1K__seed1",
+                     "init-balanced-1K__continue-continue_text-1K",
+                     "init-balanced-1K__continue-continue_text-1K__seed1"]
+    by = {r.name: r for r in runs}
+    assert by[names[3]].parent == "init-balanced-1K__seed1" and by[names[3]].seed == 1
+    assert by[names[2]].parent == "init-balanced-1K" and by[names[2]].seed == 0
+
+
+def test_empty_or_repeated_seeds_are_refused():
+    v = Variant("t", (Stage("init", "text_only", 1e3),))
+    with pytest.raises(ValueError, match=r"Experiment.seeds is empty"):
+        expand([v], seeds=())
+    with pytest.raises(ValueError, match=r"repeats a seed"):
+        expand([v], seeds=(1, 1))

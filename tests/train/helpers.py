@@ -23,6 +23,7 @@ MICRO = [
     "train.log_every=1",
     "train.checkpoint_every=5",
     "train.progress=False",
+    "HeldOutOptions.tokens_per_family=1024",
 ]
 
 

@@ -36,6 +36,10 @@ def test_two_process_run_equals_one_process_run(tmp_path):
     assert [r["step"] for r in b] == list(range(1, STEPS + 1))
     np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5)
     np.testing.assert_allclose([r["grad_norm"] for r in a], [r["grad_norm"] for r in b], rtol=1e-4)
+    # The held-out evaluation is sharded over both processes and gives the same numbers.
+    val = sorted(k for k in a[-1] if k.startswith("val/") and k.endswith(("/loss", "/bpb")))
+    assert len(val) == 12 and val == sorted(k for k in b[-1] if k.startswith("val/") and k != "val/seconds")
+    np.testing.assert_allclose([a[-1][k] for k in val], [b[-1][k] for k in val], rtol=1e-5)
     # Both processes wrote their data-iterator state into the shared checkpoint.
     data_dir = multi / "checkpoints" / str(STEPS) / "data"
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith("process_")) == [
