@@ -5,8 +5,9 @@ and `run(args) -> int`. Only the module of the command being run is imported,
 so `codemix --help` and a mistyped command answer at once, without JAX or
 TensorFlow. The C++ start-up logs of TensorFlow and XLA (oneDNN, cudart,
 "All log messages before absl::InitializeLog()") are silenced unless
-`--log_level debug`; the environment variables that do it are set before any
-command module is imported.
+`--log_level debug`: TF_CPP_MIN_LOG_LEVEL=2 is set before any command module
+is imported, and the lines TensorFlow's libraries print while they load, which
+no setting reaches, are filtered out of stderr during `import tensorflow`.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ through its search path (codemix/config.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -69,8 +70,13 @@ def _venv_on_main_packages(root: Path) -> Path:
 
 @pytest.mark.slow
 def test_wheel_installed_non_editable_runs_from_outside_the_checkout(tmp_path):
+    # Built from a copy: setuptools leaves build/ in the tree it builds, and a
+    # stale build/lib would leak into later wheels.
+    source = tmp_path / "source"
+    shutil.copytree(CHECKOUT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "runs", "workdirs", "*.egg-info", "__pycache__", ".pytest_cache"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(CHECKOUT), "-w", str(wheels)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(wheels)],
                    check=True, cwd=tmp_path)
     (wheel,) = wheels.glob("codemix-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
