@@ -42,6 +42,10 @@ setup(
     description="JAX research code for the effect of code in pre-training mixtures",
     python_requires=">=3.11",
     packages=find_packages(include=["codemix", "codemix.*"]),
+    # Declared flat layout: `pip install -e .` then puts the checkout on
+    # sys.path with a plain .pth (no meta-path finder and no setuptools
+    # "Editable installation" warning box in the install log).
+    package_dir={"": "."},
     # The top-level gin/ and launch/slurm/ folders, reached through the
     # symlinks codemix/gin and codemix/launch/templates, so a wheel or
     # `pip install .` carries them (codemix/config.py: gin search path).
