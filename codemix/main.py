@@ -86,6 +86,13 @@ example:
 key flags: --candidate, --baseline (workdirs or model dirs), --judge-url or --local_judge, --output.
 example:
   codemix judge --candidate runs/code --baseline runs/text --local_judge --limit 8 --output judge.json"""),
+    "law": ("codemix.analysis.law_cli", "fit mixture laws to an experiment's runs, propose the next mixture", """\
+key flags: fit DIR --target T (repeatable) --form exp|linear|loglinear --json; propose DIR --objective O
+--output gin/mixtures/NAME.gin --explore K.
+examples:
+  codemix law fit runs/demo --target val/text/bpb --target reasoning/prob_correct
+  codemix law propose runs/demo --objective "min val/text/bpb; val/code_web/bpb <= 2.5" \\
+      --output gin/mixtures/law_opt.gin --explore 2"""),
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
