@@ -25,7 +25,9 @@ by name when it lies in gin/mixtures/ (codemix/data/mixtures.py finds
 gin/mixtures/<name>.gin), and next to it <name>.law.json with the law's
 prediction (targets with intervals, objective, form, the experiment fitted).
 Once a run of that mixture is in an experiment, `predicted_vs_measured`
-reads the sidecar back and sets the measurement (with its interval) beside it.
+reads the sidecar back (from gin/mixtures/ of the checkout, of the current
+directory, or the experiment directory) and sets the measurement (with its
+interval) beside it.
 """
 from __future__ import annotations
 

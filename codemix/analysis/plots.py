@@ -16,6 +16,10 @@
                     intervals over documents and seeds.
   cooldown_effect   per category, the stage before a cooldown and the
                     cooldown itself, side by side, for every cooled variant.
+  mixture_law       per target, the from-scratch runs against their share of
+                    one family, the fitted exp law with its bootstrap band,
+                    the predicted optimum and trained proposals
+                    (codemix/analysis/law_experiment.py).
 
 Each returns the PNG path it wrote, or None when the experiment has nothing to
 plot (no sweep variants, no cooldowns, no evaluation), so a report can say so.
@@ -344,3 +348,45 @@ def cooldown_effect(data: ExperimentData, path: str | Path, scores: pd.DataFrame
     axes.flat[0].set_ylabel("score")
     axes.flat[0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def mixture_law(data: ExperimentData, path: str | Path) -> str | None:
+    """Per target: the fitted runs' points (95% interval), the exp law with its bootstrap band,
+    the predicted optimum (star) and trained proposals (measured, with the prediction beside).
+    Drawn when exactly two families vary (the x axis is the first one's share)."""
+    from codemix.analysis.law_experiment import report_laws
+
+    rep = report_laws(data)
+    laws = rep.get("laws") or {}
+    law0 = next(iter(laws.values()), None)
+    if law0 is None or len(law0.varying) != 2:
+        return None
+    fam, ref = law0.varying
+    fig, axes = _subplots(1, len(laws), figsize=(4.4 * len(laws), 3.6))
+    grid = np.linspace(0, 1, 201)
+    for ax, (t, law) in zip(axes.flat, laws.items()):
+        s = np.zeros((len(grid), len(law.families)))
+        s[:, law.families.index(fam)], s[:, law.families.index(ref)] = grid, 1 - grid
+        lo, hi = law.interval(s)
+        ax.fill_between(grid, lo, hi, alpha=0.25, label="law 95% band")
+        ax.plot(grid, law.predict(s), lw=1.3, label=f"{law.form} law")
+        pts = rep["points"][t]
+        _errorbar(ax, pts[fam].to_numpy(), pts["measured"].to_numpy(), pts["low"].to_numpy(),
+                  pts["high"].to_numpy(), linestyle="none", color="k", label="runs (mean, 95%)")
+        opt = rep["optimum"][t]
+        x = opt.shares[law.families.index(fam)]
+        ax.plot([x], [opt.predicted[t][0]], marker="*", ms=12, color="tab:red", linestyle="none",
+                label=f"optimum {fam} {x:.2f}")
+        pv = rep["proposals"]
+        pv = pv[pv["target"] == t] if len(pv) else pv
+        for r in pv.itertuples():
+            px = float(r.shares.get(fam, 0.0))
+            _errorbar(ax, np.array([px]), np.array([r.measured]), np.array([r.low]), np.array([r.high]),
+                      linestyle="none", color="tab:green", label=f"{r.mixture} measured")
+            ax.plot([px], [r.predicted], marker="x", color="tab:green", linestyle="none")
+        ax.set_xlabel(f"{fam} share of the mixture")
+        ax.set_title(t, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return _save(fig, path)
+

@@ -11,7 +11,10 @@ Section order:
      across variants over it.
   4. Category scores with their 95% intervals, relative change against the
      baseline, held-out bits per byte per variant.
-  5. Missing runs, all runs, realized mixture shares, plots (DIR/report/*.png).
+  5. Mixture law: laws fitted to the from-scratch runs' shares, their
+     leave-one-out error, the predicted optimum, and predicted vs measured
+     for trained proposals (codemix/analysis/law_experiment.py).
+  6. Missing runs, all runs, realized mixture shares, plots (DIR/report/*.png).
 
 Every interval is the paired bootstrap over per-example values
 (codemix/analysis/paired.py); where a run has none, the interval reads
@@ -214,6 +217,61 @@ def _heldout_section(data: ExperimentData, paired: PairedScores, resamples: int)
             + markdown_table(show, floats={"bpb": lambda v: f"{v:.4f}", "seed_std": lambda v: f"{v:.4f}"}))
 
 
+def _law_section(data: ExperimentData, resamples: int) -> str:
+    from codemix.analysis import law_experiment as le
+
+    rep = le.report_laws(data, resamples=min(resamples, 400))
+    if "error" in rep:
+        return f"No mixture law: {rep['error']}."
+    runs = rep["runs"]
+    lines = [(f"Laws fitted to the {len(runs)} from-scratch runs at {runs['token_budget'].iloc[0]:.4g} tokens "
+              f"over the shares of {', '.join(le.share_columns(runs))} (`codemix law fit`; "
+              "codemix/analysis/mixture_law.py): the exponential mixing law L = c + k·exp(Σ t_j r_j) of Ye et al. "
+              "2024, the last varying family's t fixed at 0 (shares sum to 1). Intervals: 95%, bootstrap laws with "
+              "the mixture points fixed (seeds resampled within each point, else residuals). *LOO* = root mean "
+              "square error predicting each mixture left out (all its seeds); the form with the lower LOO "
+              "predicts unseen mixtures better. The optimum is searched within the shares the runs cover."), ""]
+    rows = []
+    for t, law in rep["laws"].items():
+        opt = rep["optimum"][t]
+        params = "; ".join(f"{n} {v:.4g} [{lo:.4g}, {hi:.4g}]" for n, (v, lo, hi) in law.param_intervals().items())
+        shares = ", ".join(f"{f} {v:.2f} [{a:.2f}, {b:.2f}]" for f, v, a, b in
+                           zip(opt.families, opt.shares, opt.shares_low, opt.shares_high) if f in law.varying)
+        v, lo, hi = opt.predicted[t]
+        rows.append({"target": t, "points": law.n_points, "runs": law.n_runs, "parameters": params,
+                     "LOO exp": rep["loo"][t]["exp"], "LOO linear": rep["loo"][t]["linear"],
+                     "optimum": f"{le.default_sense(t)}: {shares}", "predicted": f"{v:.4f} [{lo:.4f}, {hi:.4f}]"})
+    lines.append(markdown_table(pd.DataFrame(rows)) if rows else "No target could be fitted.")
+    for t, why in rep["errors"].items():
+        lines.append(f"\n- `{t}`: no law ({why})")
+    pts = [p.assign(target=t) for t, p in rep["points"].items()]
+    if pts:
+        p = pd.concat(pts, ignore_index=True)
+        p = p.assign(**{"measured (95%)": [f"{m:.4f} {_ci(a, b, w, '{:.4f}')}" for m, a, b, w in
+                                           zip(p["measured"], p["low"], p["high"], p["interval"])],
+                        "law (95% band)": [f"{m:.4f} [{a:.4f}, {b:.4f}]" for m, a, b in
+                                           zip(p["predicted"], p["pred_low"], p["pred_high"])]})
+        cols = ["target", "mixture", *le.share_columns(runs), "n_seeds", "measured (95%)", "law (95% band)"]
+        lines += ["", ("The fitted points (measured interval: bootstrap over examples/documents and seeds, else a t "
+                  "interval over seeds):"), "", markdown_table(p[cols], floats={c: lambda v: f"{v:.3f}"
+                                                                             for c in le.share_columns(runs)})]
+    pv = rep["proposals"]
+    lines += ["", ("**Predicted vs measured** (mixtures proposed by `codemix law propose` and trained here; the "
+              "prediction is the one stored when the mixture was proposed):"), ""]
+    if len(pv):
+        show = pv.assign(**{"predicted (95%)": [f"{m:.4f} [{a:.4f}, {b:.4f}]" for m, a, b in
+                                                zip(pv["predicted"], pv["pred_low"], pv["pred_high"])],
+                            "measured (95%)": [f"{m:.4f} {_ci(a, b, w, '{:.4f}')}" for m, a, b, w in
+                                               zip(pv["measured"], pv["low"], pv["high"], pv["interval"])],
+                            "inside band": ["yes" if x else "no" for x in pv["inside"]]})
+        lines.append(markdown_table(show[["mixture", "kind", "target", "predicted (95%)", "measured (95%)",
+                                          "n_seeds", "inside band"]]))
+    else:
+        lines.append("None trained yet: `codemix law propose DIR --objective 'min val/text/bpb' --output "
+                     "gin/mixtures/NAME.gin`, then add a stage (\"init\", \"NAME\", TOKENS) to the experiment.")
+    return "\n".join(lines)
+
+
 def _runs_section(data: ExperimentData) -> str:
     cols = ["run", "stage", "status", "final_step", "steps", "tokens", "final_loss", "has_eval"]
     r = data.runs[[c for c in cols if c in data.runs.columns]]
@@ -249,6 +307,8 @@ PLOTS = (
      plots.heldout_sweep, False),
     ("cooldown_effect", "Effect of cooldown", "no evaluated cooldown with an evaluated stage before it",
      plots.cooldown_effect, True),
+    ("mixture_law", "Mixture law: runs, fitted law and predicted optimum",
+     "no law fitted over exactly two varying families", plots.mixture_law, False),
 )
 
 
@@ -293,6 +353,7 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
         _guard("change", lambda: _change_section(data, paired, baseline, resamples)), "",
         "## Held-out bits per byte per variant", "",
         _guard("heldout", lambda: _heldout_section(data, paired, resamples)), "",
+        "## Mixture law", "", _guard("mixture law", lambda: _law_section(data, resamples)), "",
         "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
         "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
         "## Realized mixture shares", "", _guard("shares", lambda: _shares_section(data)), "",

@@ -131,6 +131,34 @@ def test_unknown_target_lists_the_available_ones(tmp_path, capsys):
     assert rc == 2 and "val/markup/bpb" in err and "val/text/bpb" in err
 
 
+def test_report_shows_the_law_and_predicted_vs_measured(tmp_path):
+    from codemix.analysis.report import write_report
+
+    root = write_sweep(tmp_path / "exp", noise=0.01)
+    # code_p50 stands in for a trained proposal: its prediction sidecar lies in the experiment dir.
+    (root / "code_p50.law.json").write_text(json.dumps({
+        "mixture": "code_p50", "kind": "optimum", "shares": {"code_web": 0.5, "text": 0.5},
+        "predicted": {"val/text/bpb": {"predicted": 2.0, "low": 1.95, "high": 2.05}}}))
+    text = Path(write_report(str(root), resamples=200)).read_text()
+    part = text[text.index("## Mixture law"):text.index("## Missing")]
+    row = next(line for line in part.splitlines() if line.startswith("| val/text/bpb | 5 | 10 | c 1.2"))
+    assert "min: code_web 0.00" in row
+    assert "| val/text/bpb | code_p50 | 0.500 | 0.500 | 2 |" in part
+    assert "| code_p50 | optimum | val/text/bpb | 2.0000 [1.9500, 2.0500] | 2.0" in part
+    assert "![Mixture law: runs, fitted law and predicted optimum](report/mixture_law.png)" in text
+    assert (root / "report" / "mixture_law.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_without_a_law_says_why(tmp_path):
+    from codemix.analysis.report import write_report
+
+    root = write_sweep(tmp_path / "exp", code=(0.0, 0.5, 1.0), extra_budget=False)
+    text = Path(write_report(str(root), resamples=100)).read_text()
+    part = text[text.index("## Mixture law"):text.index("## Missing")]
+    assert "`val/text/bpb`: no law (too few runs for the exp law" in part
+    assert "_Not drawn: no law fitted over exactly two varying families._" in text
+
+
 MICRO_LOOP = """\
 Experiment.name = "law_loop"
 Experiment.model_gin = "gin/models/tiny.gin"
