@@ -81,6 +81,9 @@ class EvalSettings:
       num_samples: completions per code problem (pass@k needs k <= this).
       temperature: sampling temperature when num_samples > 1.
       bootstrap_resamples: resamples for the 95% intervals.
+      max_new_tokens: cap on every benchmark's generation budget (tokens;
+        None = each benchmark's own, e.g. 384 for HumanEval). A quick
+        laptop evaluation of a tiny model caps it to save decode time.
       progress: tqdm bars.
     """
 
@@ -94,6 +97,7 @@ class EvalSettings:
     num_samples: int = 1
     temperature: float = 0.8
     bootstrap_resamples: int = 1000
+    max_new_tokens: int | None = None
     progress: bool = False
 
 
@@ -217,7 +221,8 @@ class Evaluator:
         token_prompts = [t or [self.vocab.eos_id] for t in token_prompts]
         repeated = [t for t in token_prompts for _ in range(num_samples)]
         outs = decode.generate(
-            self.cfg, self.params, repeated, bench.max_new_tokens,
+            self.cfg, self.params, repeated,
+            min(bench.max_new_tokens, self.settings.max_new_tokens or bench.max_new_tokens),
             eos_id=self.vocab.eos_id, is_done=stops.is_done, temperature=temperature,
             valid_vocab_size=self.vocab.vocab_size, batch_size=self.settings.gen_batch_size,
             progress=self.settings.progress,

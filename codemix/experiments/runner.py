@@ -49,6 +49,8 @@ class Experiment:
       eval_benchmarks: benchmarks run after each stage ("" = none).
       eval_limit: examples per benchmark for that quick evaluation.
       eval_limits: per-benchmark overrides of eval_limit, e.g. {"humaneval": 20}.
+      eval_max_new_tokens: cap on generated tokens per answer (None = each
+        benchmark's own budget).
       eval_stages: "all" evaluates every run; "final" only runs that are the
         last stage of some variant (intermediate stages still log held-out
         metrics in the train loop).
@@ -71,6 +73,7 @@ class Experiment:
     eval_limit: int = 20
     eval_limits: dict = dataclasses.field(default_factory=dict)
     eval_stages: str = "all"
+    eval_max_new_tokens: int | None = None
     seeds: Sequence[int] = (0,)
     write_report: bool = True
 
@@ -255,7 +258,8 @@ def _evaluate(exp: Experiment, path: Path) -> dict | None:
         cfg, params, vocab, info = load_model_for_eval(str(path))
         start = time.perf_counter()
         limits = {**{n: exp.eval_limit for n in names}, **dict(exp.eval_limits)}
-        out = Evaluator(cfg, params, vocab, EvalSettings(progress=False), sandbox).run_full(
+        settings = EvalSettings(progress=False, max_new_tokens=exp.eval_max_new_tokens)
+        out = Evaluator(cfg, params, vocab, settings, sandbox).run_full(
             names, limits, run_name=path.name, step=info.step)
         records, seconds = out.records, out.seconds
     finally:
@@ -319,7 +323,8 @@ def run_experiment(
         if bar is not None:
             bar.set_postfix_str(r.name[:40])
         summary = _train_one(exp, r, root, run_params)
-        lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
+        lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"],
+                       train_seconds=summary.get("train_seconds"), heldout_seconds=summary.get("heldout_seconds"))
         _write_json(path / "lineage.json", lineage)
         is_final = any(final_run(v, r.seed) == r.name for v in variants)
         evaluation = _evaluate(exp, path) if exp.eval_stages == "all" or is_final else None
@@ -335,6 +340,7 @@ def run_experiment(
     summary_rows = summarize(root, variants, exp.seeds)
     _write_json(root / "summary.json", summary_rows)
     print(format_summary(summary_rows))
+    print(format_costs(results))
     if exp.write_report and _is_writer():
         _report(root)
     return results
@@ -387,3 +393,13 @@ def format_summary(rows: list[dict]) -> str:
                         for c in cols)
         out.append(f"{r['variant'][:32]:32s} {loss} {vals}")
     return "\n".join(out)
+
+
+def format_costs(lineages: dict[str, dict]) -> str:
+    """One line: train-step seconds, held-out evaluation seconds and their ratio."""
+    train = sum(float(lin.get("train_seconds") or 0.0) for lin in lineages.values())
+    held = sum(float(lin.get("heldout_seconds") or 0.0) for lin in lineages.values())
+    if train <= 0:
+        return "held-out evaluation: no timing recorded"
+    return (f"train steps {train:.0f} s, in-loop held-out evaluation {held:.0f} s "
+            f"({100 * held / train:.1f}% of training)")

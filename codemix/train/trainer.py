@@ -281,6 +281,7 @@ def train(
     pending: list[dict] = []
     extra: dict = {}
     last_time, last_step = time.perf_counter(), start
+    loop_start, eval_seconds, interval_eval = last_time, 0.0, 0.0
     step = start
     with _stop_on_signals(stop):
         while step < train_steps:
@@ -292,12 +293,16 @@ def train(
                 if step % getattr(hook, "every", 1) == 0:
                     extra.update(hook(step, state, cfg, workdir) or {})
             if heldout_eval is not None and (step == train_steps or (eval_every and step % eval_every == 0)):
+                t_eval = time.perf_counter()
                 extra.update(_evaluate_heldout(heldout_eval, state["params"], step, workdir))
+                interval_eval += time.perf_counter() - t_eval
             if step % log_every == 0 or step == train_steps:
                 got = jax.device_get(pending)
                 pending = []
                 now = time.perf_counter()
-                dt = max(now - last_time, 1e-9)
+                # Throughput counts train steps only, not the held-out evaluation.
+                dt = max(now - last_time - interval_eval, 1e-9)
+                eval_seconds, interval_eval = eval_seconds + interval_eval, 0.0
                 loss_s = np.sum([m["loss_sum_by_source"] for m in got], axis=0)
                 tok_s = np.sum([m["tokens_by_source"] for m in got], axis=0)
                 rep_s = np.sum([m["repeated_rows_by_source"] for m in got], axis=0)
@@ -342,7 +347,10 @@ def train(
     writer.close()
     if bar is not None:
         bar.close()
+    loop_seconds = time.perf_counter() - loop_start
     summary = {
+        "train_seconds": loop_seconds - eval_seconds,
+        "heldout_seconds": eval_seconds,
         "workdir": workdir,
         "step": step,
         "tokens": meta["tokens"],

@@ -129,3 +129,9 @@ def test_a_workdir_trained_on_a_gin_mixture_loads_without_registering_it_first(t
     cfg, _, vocab, info = loading.load_model_for_eval(str(d))
     assert cfg == CFG and vocab.vocab_size == 259 and info.step == 2
     assert not gin.config_str().strip()
+
+
+def test_cli_categories_match_the_benchmark_registry():
+    from codemix.eval import cli, tasks
+
+    assert cli.CATEGORIES == tasks.CATEGORIES
