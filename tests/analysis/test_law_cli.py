@@ -94,6 +94,7 @@ def test_propose_writes_a_mixture_gin_that_parses_and_sums_to_one(tmp_path, caps
     import gin
     from codemix.data import mixtures
 
+    assert le.MIXTURE_DIR == mixtures.MIXTURE_DIR  # where `experiment run` finds a mixture by name
     root = write_sweep(tmp_path / "exp", noise=0.01)
     out = tmp_path / "mix" / "law_probe.gin"
     rc, text, _ = _cli(capsys, "propose", root, "--objective", "max reasoning/prob_correct", "--output", out,
