@@ -94,17 +94,25 @@ def _put(rows: dict[str, np.ndarray], batch_sharding) -> dict:
     return out
 
 
-def score_set(packed, params, nll_fn, batch_size: int, batch_sharding=None) -> FamilyResult:
-    """Loss and bpb of one packed family set (see the module doc)."""
-    feats = packed.features()
-    rows = packed.num_rows
-    if rows % batch_size:
-        raise ValueError(f"{rows} held-out rows are not a multiple of the batch of {batch_size}; "
-                         f"pack with row_multiple={batch_size}.")
-    nll = np.zeros(packed.doc.shape, np.float64)
-    for lo in range(0, rows, batch_size):
+def row_nll(feats: dict[str, np.ndarray], params, nll_fn, batch_size: int, batch_sharding=None) -> np.ndarray:
+    """Per-slot NLL of `feats` rows, `batch_size` rows per call (the tail batch
+    is padded with weight-0 rows, so every call has one compiled shape)."""
+    rows = next(iter(feats.values())).shape[0]
+    pad = -rows % batch_size
+    if pad:
+        feats = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in feats.items()}
+    nll = np.zeros(feats["decoder_target_tokens"].shape, np.float64)
+    for lo in range(0, rows + pad, batch_size):
         batch = {k: v[lo : lo + batch_size] for k, v in feats.items()}
         nll[lo : lo + batch_size] = np.asarray(jax.device_get(nll_fn(params, _put(batch, batch_sharding))))
+    return nll[:rows]
+
+
+def score_set(packed, params, nll_fn, batch_size: int, batch_sharding=None, nll=None) -> FamilyResult:
+    """Loss and bpb of one packed family set (see the module doc); `nll` are
+    its rows' per-slot NLLs when already computed."""
+    if nll is None:
+        nll = row_nll(packed.features(), params, nll_fn, batch_size, batch_sharding)
     valid = packed.doc >= 0
     n_docs = len(packed.docs.texts)
     text_slots = valid & ~packed.eos
@@ -131,13 +139,21 @@ class HeldOutEvaluator:
 
         self.batch_size = batch_size
         self.batch_sharding = batch_sharding
-        self.sets = {f: heldout.pack(d, encode, eos_id, sequence_length, row_multiple=batch_size)
-                     for f, d in docs.items()}
+        self.sets = {f: heldout.pack(d, encode, eos_id, sequence_length) for f, d in docs.items()}
         self.nll_fn = make_nll_fn(cfg, param_sharding, batch_sharding, mesh)
 
     def __call__(self, params) -> dict[str, FamilyResult]:
-        return {f: score_set(p, params, self.nll_fn, self.batch_size, self.batch_sharding)
-                for f, p in self.sets.items()}
+        # All families' rows go through in one stream of full batches (padding
+        # only at the very end), then each family's slice is scored.
+        names = list(self.sets)
+        feats = {k: np.concatenate([self.sets[f].features()[k] for f in names]) for k in _FEATURES}
+        nll = row_nll(feats, params, self.nll_fn, self.batch_size, self.batch_sharding)
+        out, lo = {}, 0
+        for f in names:
+            n = self.sets[f].num_rows
+            out[f] = score_set(self.sets[f], params, self.nll_fn, self.batch_size, nll=nll[lo : lo + n])
+            lo += n
+        return out
 
 
 def flat_metrics(results: dict[str, FamilyResult]) -> dict[str, float]:
