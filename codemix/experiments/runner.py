@@ -176,17 +176,45 @@ def parent_step_of(root: Path, r: Run) -> int | None:
         return None
     parent = read_lineage(run_dir(root, r.parent))
     step = _latest_step(run_dir(root, r.parent))
-    if not parent or parent.get("status") != "finished" or step is None:
+    if not parent or parent.get("status") != "finished":
         raise FileNotFoundError(
             f"run {r.name} needs its parent {r.parent}, which has not finished "
             f"(looked in {run_dir(root, r.parent)}); rerun the experiment so the parent "
             f"trains first."
         )
+    if step is None:
+        raise FileNotFoundError(
+            f"run {r.name} needs its parent {r.parent}, which is marked finished but has no "
+            f"checkpoint in {run_dir(root, r.parent) / 'checkpoints'}; rerun the experiment: a finished "
+            f"run without checkpoints is trained again before its children."
+        )
     return step
 
 
+def check_mixtures(variants: Sequence[Variant]) -> None:
+    """Every stage's mixture exists (gin/mixtures/<name>.gin, a gin-bound
+    mixture, or a registered SeqIO task/mixture), before anything trains."""
+    import seqio
+
+    from codemix.data import mixtures
+
+    known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+    unknown = sorted({(s.mixture, v.name) for v in variants for s in v.stages
+                      if s.mixture not in known and not mixtures.is_mixture(s.mixture)})
+    if unknown:
+        listed = ", ".join(f"{m!r} (variant {v})" for m, v in unknown)
+        raise ValueError(
+            f"unknown mixture(s) {listed}; known mixtures: {sorted(mixtures.available())}. "
+            f"Add gin/mixtures/<name>.gin or fix the variant's stages."
+        )
+
+
 def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
-    """One row per run: name, parent, stage, mixture, tokens, steps, FLOPs."""
+    """One row per run: name, parent, stage, mixture, tokens, steps, FLOPs
+    (mixtures are checked first, so a dry run catches a typo in any stage)."""
+    import codemix.registry  # noqa: F401  (registers the family and local tasks)
+
+    check_mixtures(variants)
     from codemix.model.config import ModelConfig
     from codemix.model.info import model_info
 
@@ -283,6 +311,9 @@ def run_experiment(
     variants = select(exp, only)
     runs = expand(variants, exp.seeds)
     root = Path(workdir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"experiment workdir {root} is a file; pass a directory (it is created "
+                                 f"if missing) or move the file away.")
     root.mkdir(parents=True, exist_ok=True)
     _enable_compilation_cache(root)
     _write_json(root / "plan.json", plan(exp, variants))
@@ -295,6 +326,10 @@ def run_experiment(
     for r in runs:
         path = run_dir(root, r.name)
         lineage = read_lineage(path)
+        if lineage and lineage.get("status") == "finished" and _latest_step(path) is None:
+            log.warning("%s is marked finished but has no checkpoint in %s/checkpoints; training it again",
+                        r.name, path)
+            lineage = None
         if lineage and lineage.get("status") == "finished":
             log.info("skip %s: finished", r.name)
             results[r.name] = lineage

@@ -28,6 +28,7 @@ def make_schedule(
     warmup_steps: int = 0,
     min_ratio: float = 0.1,
     decay_fraction: float = 0.2,
+    final_lr: float = 0.0,
 ) -> optax.Schedule:
     """Learning-rate schedule.
 
@@ -39,6 +40,8 @@ def make_schedule(
       min_ratio: final LR as a fraction of `peak` for cosine and wsd (0.1 is
         the Chinchilla/Llama convention).
       decay_fraction: wsd only; fraction of `total_steps` spent decaying.
+      final_lr: linear only; the learning rate reached at the last step
+        (0 = anneal to zero; the paper's cooldowns end at 1e-6, §3.5).
     """
     if kind not in SCHEDULES:
         raise ValueError(f"make_schedule.kind={kind!r} is unknown; use one of {SCHEDULES}.")
@@ -58,7 +61,7 @@ def make_schedule(
         if kind == "cosine":
             after = peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + jnp.cos(jnp.pi * t)))
         elif kind == "linear":
-            after = peak * (1.0 - t)
+            after = final_lr + (peak - final_lr) * (1.0 - t)
         elif kind == "constant":
             after = jnp.float32(peak)
         else:  # wsd

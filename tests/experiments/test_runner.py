@@ -52,13 +52,14 @@ def test_continue_starts_fresh_optimizer_and_step_counter(experiment):
     assert _opt_count(experiment / "runs" / CONT, 2) == 2  # not 4 + 2: fresh Adam
 
 
-def test_cooldown_anneals_to_zero(experiment):
+def test_cooldown_anneals_linearly_to_the_final_lr(experiment):
     m = read_metrics(str(experiment / "runs" / COOL))
     assert m[0]["lr"] == pytest.approx(1e-3)  # COOLDOWN_LR at step 0
-    assert m[-1]["lr"] == pytest.approx(5e-4)  # lr used by the last of 2 steps
+    assert m[-1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)  # lr of the last of 2 steps
     from codemix.train.optimizer import make_schedule
 
     assert float(make_schedule(2, "linear", peak=1e-3)(2)) == 0.0
+    assert float(make_schedule(2, "linear", peak=1e-3, final_lr=1e-6)(2)) == pytest.approx(1e-6)
 
 
 def test_continue_starts_from_parents_exact_weights(tmp_path):
@@ -99,3 +100,33 @@ def test_unknown_variant_and_missing_parent_are_clear(tmp_path):
     cool = [r for r in expand(exp.variants) if r.stage.kind == "cooldown"][0]
     with pytest.raises(FileNotFoundError, match="needs its parent"):
         runner.parent_step_of(tmp_path, cool)
+
+
+def test_workdir_that_is_a_file_is_one_clear_error(tmp_path):
+    f = tmp_path / "exp"
+    f.write_text("not a directory")
+    with pytest.raises(NotADirectoryError, match="is a file; pass a directory"):
+        runner.run_experiment(MICRO, str(f), progress=False)
+
+
+def test_unknown_mixture_in_a_later_stage_fails_the_dry_run(tmp_path):
+    exp = runner.load_experiment(MICRO, ["b/chain.stages = [('init', 'local_text', 2048), "
+                                         "('continue', 'no_such_mix', 1024)]"])
+    with pytest.raises(ValueError, match=r"unknown mixture\(s\) 'no_such_mix' \(variant staged\).*known"):
+        runner.plan(exp, exp.variants)
+    with pytest.raises(ValueError, match="no_such_mix"):
+        runner.run_experiment(MICRO, str(tmp_path / "w"), progress=False,
+                              gin_params=["b/chain.stages = [('init', 'local_text', 2048), "
+                                          "('continue', 'no_such_mix', 1024)]"])
+    assert not (tmp_path / "w" / "runs").exists()  # nothing trained
+
+
+def test_finished_run_without_checkpoints_is_trained_again(tmp_path):
+    import shutil
+
+    root = tmp_path / "exp"
+    runner.run_experiment(MICRO, str(root), only=["solo"], progress=False)
+    shutil.rmtree(root / "runs" / INIT / "checkpoints")
+    runner.run_experiment(MICRO, str(root), only=["solo"], progress=False)
+    lin = json.loads((root / "runs" / INIT / "lineage.json").read_text())
+    assert lin["status"] == "finished" and (root / "runs" / INIT / "checkpoints" / "4").is_dir()
