@@ -275,7 +275,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
             problems.append("not started" if lin is None else f"status {status!r} (partial)")
         if not metrics and lin is not None:
             problems.append("no metrics.jsonl")
-        if ev is None and status == "finished":
+        if ev is None and status == "finished" and not (lin or {}).get("eval_skipped"):
             problems.append("no eval.json")
         if problems:
             missing.append({"run": name, "variants": list(variants), "problem": "; ".join(problems)})

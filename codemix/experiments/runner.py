@@ -366,6 +366,8 @@ def run_experiment(
         lineage.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if evaluation is not None:
             lineage["eval"] = "eval.json"
+        elif exp.eval_benchmarks:
+            lineage["eval_skipped"] = "not a variant's final stage (Experiment.eval_stages = 'final')"
         _write_json(path / "lineage.json", lineage)
         results[r.name] = lineage
         if bar is not None:

@@ -293,6 +293,9 @@ def train(
                 if step % getattr(hook, "every", 1) == 0:
                     extra.update(hook(step, state, cfg, workdir) or {})
             if heldout_eval is not None and (step == train_steps or (eval_every and step % eval_every == 0)):
+                # Steps run asynchronously: wait for them first, so their time is not
+                # counted as evaluation time.
+                jax.block_until_ready(state["params"])
                 t_eval = time.perf_counter()
                 extra.update(_evaluate_heldout(heldout_eval, state["params"], step, workdir))
                 interval_eval += time.perf_counter() - t_eval
