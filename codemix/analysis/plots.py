@@ -82,19 +82,25 @@ def variant_curves(data: ExperimentData) -> pd.DataFrame:
     """
     if not len(data.losses) or not len(data.chains):
         return pd.DataFrame(columns=["variant", "run", "stage", "source", "variant_tokens", "loss"])
-    last_tokens = data.metrics.groupby("run")["tokens"].max()
     parts = []
+    for variant, stage, run, offset in _chain_stages(data):
+        ls = data.losses[data.losses["run"] == run]
+        parts.append(ls.assign(variant=variant, stage=stage, variant_tokens=ls["tokens"] + offset))
+    if not parts:
+        return pd.DataFrame(columns=["variant", "run", "stage", "source", "variant_tokens", "loss"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _chain_stages(data: ExperimentData):
+    """(variant, stage, run, tokens before this stage) of each variant's chain in
+    stage order, the lowest seed's run per stage (stages laid end to end)."""
+    last_tokens = data.metrics.groupby("run")["tokens"].max()
     for variant, chain in data.chains.groupby("variant", sort=False):
         offset = 0.0
         for _, stage in chain.sort_values(["stage_index", "seed"]).groupby("stage_index"):
             run = stage["run"].iloc[0]
-            ls = data.losses[data.losses["run"] == run]
-            parts.append(ls.assign(variant=variant, stage=stage["stage"].iloc[0],
-                                   variant_tokens=ls["tokens"] + offset))
+            yield variant, stage["stage"].iloc[0], run, offset
             offset += float(last_tokens.get(run, 0.0))
-    if not parts:
-        return pd.DataFrame(columns=["variant", "run", "stage", "source", "variant_tokens", "loss"])
-    return pd.concat(parts, ignore_index=True)
 
 
 def _line(ax, x, y, i: int, label: str) -> None:
@@ -153,17 +159,12 @@ def heldout_variant_curves(data: ExperimentData) -> pd.DataFrame:
     cols = ["variant", "run", "family", "variant_tokens", "bpb"]
     if not len(data.heldout) or not len(data.chains) or not len(data.metrics):
         return pd.DataFrame(columns=cols)
-    last_tokens = data.metrics.groupby("run")["tokens"].max()
     parts = []
-    for variant, chain in data.chains.groupby("variant", sort=False):
-        offset = 0.0
-        for _, stage in chain.sort_values(["stage_index", "seed"]).groupby("stage_index"):
-            run = stage["run"].iloc[0]
-            h = data.heldout[data.heldout["run"] == run]
-            parts.append(pd.DataFrame({"variant": variant, "run": run, "family": h["family"],
-                                       "variant_tokens": _tokens_at(data, run, h["step"]) + offset,
-                                       "bpb": h["bpb"]}))
-            offset += float(last_tokens.get(run, 0.0))
+    for variant, _, run, offset in _chain_stages(data):
+        h = data.heldout[data.heldout["run"] == run]
+        parts.append(pd.DataFrame({"variant": variant, "run": run, "family": h["family"],
+                                   "variant_tokens": _tokens_at(data, run, h["step"]) + offset,
+                                   "bpb": h["bpb"]}))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     return out.dropna(subset=["variant_tokens", "bpb"])
 
