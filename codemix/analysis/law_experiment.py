@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Where codemix/data/mixtures.py looks for mixtures by name (same expression as
 # its MIXTURE_DIR, without importing SeqIO/TensorFlow).
-MIXTURE_DIR = Path(__file__).resolve().parents[2] / "gin" / "mixtures"
+MIXTURE_DIR = Path(__file__).resolve().parents[1] / "gin" / "mixtures"
 SIDECAR = ".law.json"
 _HELDOUT = re.compile(r"^val/([^/]+)/(bpb|loss)$")
 _NAME = re.compile(r"^[A-Za-z_]\w*$")

@@ -30,7 +30,10 @@ from codemix.data.readers import DataError
 
 log = logging.getLogger(__name__)
 
-MIXTURE_DIR = Path(__file__).resolve().parents[2] / "gin" / "mixtures"
+# The gin files that ship inside the package (codemix/gin: a link to the
+# repository's gin/ in a checkout, a copy in a wheel), so mixtures are found
+# from a non-editable install too.
+MIXTURE_DIR = Path(__file__).resolve().parents[1] / "gin" / "mixtures"
 SHARE_TOLERANCE = 1e-6
 
 
