@@ -38,34 +38,35 @@ def test_linear_law_recovers_known_parameters_without_noise():
     np.testing.assert_allclose(law.params, [2.0, -0.5, 0.25], rtol=1e-6)
 
 
-def test_bootstrap_intervals_cover_true_parameters_at_nominal_rate():
-    """40 noisy sweeps (11 points, sd 0.01): each parameter's 95% interval holds the truth ~95% of the time."""
-    rng = np.random.default_rng(0)
-    code = np.linspace(0, 1, 11)
-    truth = np.array([1.0, 0.5, -2.0])
-    clean = truth[0] + truth[1] * np.exp(truth[2] * (1 - code))
+TRUTH = np.array([1.0, 0.5, -2.0])
+
+
+def _coverage(code, sims, rng_seed, check=None):
+    """Share of `sims` noisy sweeps at `code` whose 95% intervals hold each true parameter."""
+    rng = np.random.default_rng(rng_seed)
+    clean = TRUTH[0] + TRUTH[1] * np.exp(TRUTH[2] * (1 - code))
     hits = []
-    for i in range(40):
+    for i in range(sims):
         law = ml.fit(_sweep(code), clean + rng.normal(0, 0.01, len(code)), "exp", families=FAMS,
                      resamples=150, rng_seed=i)
-        iv = law.param_intervals()
-        hits.append([lo <= t <= hi for t, (_, lo, hi) in zip(truth, iv.values())])
-    rate = np.mean(hits, axis=0)
+        if check is not None:
+            check(law)
+        hits.append([lo <= t <= hi for t, (_, lo, hi) in zip(TRUTH, law.param_intervals().values())])
+    return np.mean(hits, axis=0)
+
+
+def test_bootstrap_intervals_cover_true_parameters_at_nominal_rate():
+    """40 noisy sweeps (11 points, sd 0.01): each parameter's 95% interval holds the truth ~95% of the time."""
+    rate = _coverage(np.linspace(0, 1, 11), 40, rng_seed=0)
     assert np.all(rate >= 0.83), rate
 
 
 def test_bootstrap_over_seeds_covers_the_truth():
-    rng = np.random.default_rng(3)
-    code = np.repeat(np.linspace(0, 1, 6), 3)  # 3 seeds per point
-    truth = np.array([1.0, 0.5, -2.0])
-    clean = truth[0] + truth[1] * np.exp(truth[2] * (1 - code))
-    hits = []
-    for i in range(30):
-        law = ml.fit(_sweep(code), clean + rng.normal(0, 0.01, len(code)), "exp", families=FAMS,
-                     resamples=150, rng_seed=i)
+    def check(law):
         assert law.bootstrap == "seeds" and law.n_points == 6 and law.n_runs == 18
-        hits.append([lo <= t <= hi for t, (_, lo, hi) in zip(truth, law.param_intervals().values())])
-    assert np.all(np.mean(hits, axis=0) >= 0.8), np.mean(hits, axis=0)
+
+    rate = _coverage(np.repeat(np.linspace(0, 1, 6), 3), 30, rng_seed=3, check=check)  # 3 seeds per point
+    assert np.all(rate >= 0.8), rate
 
 
 def test_loo_error_matches_hand_computation():
