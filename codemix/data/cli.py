@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def inspect(mixture: str, batches: int, batch_size: int = 8, sequence_length: int = 512, seed: int = 0,
             split: str = "train", samples: int = 1) -> dict:
     """Draw `batches` batches and measure what the mixture actually delivers."""
-    from codemix.data import corpus, pipeline, tasks
+    from codemix.data import corpora, corpus, pipeline, tasks
 
     start = time.time()
     it = pipeline.make_train_iterator(mixture=mixture, sequence_length=sequence_length, batch_size=batch_size,
@@ -87,7 +87,7 @@ def inspect(mixture: str, batches: int, batch_size: int = 8, sequence_length: in
     for name in it.source_names:
         if name in tasks.TASKS:
             fam = tasks.TASKS[name].family
-            families[fam] = corpus.stats(fam, corpus.CorpusOptions())
+            families[fam] = corpora.stats(fam, corpus.CorpusOptions())
     return {
         "mixture": mixture, "batches": batches, "batch_size": batch_size, "sequence_length": sequence_length,
         "seed": seed, "split": split, "setup_seconds": round(setup_s, 2),
@@ -151,9 +151,9 @@ def run(args) -> int:
     config.parse(args.gin_file, args.gin_param, finalize=False)
     try:
         if args.data_command == "prepare":
-            from codemix.data import corpus
+            from codemix.data import corpora, corpus
 
-            out = {f: corpus.stats(f, corpus.CorpusOptions()) for f in (args.family or corpus.FAMILIES)}
+            out = {f: corpora.stats(f, corpus.CorpusOptions()) for f in (args.family or corpus.FAMILIES)}
             print(json.dumps(out, indent=None if args.json else 2))
         elif args.data_command == "inspect":
             r = inspect(args.mixture, args.batches, args.batch_size, args.sequence_length, args.seed, args.split,

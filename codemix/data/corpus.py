@@ -3,7 +3,8 @@
 One TFDS `GeneratorBasedBuilder` per data family (text, code_web, markup,
 code_adjacent, code_synthetic). Each has two configs:
   local: the embedded default, read from files that installed packages ship
-         (see ../shared/DATA.md); capped at `CorpusOptions.local_max_bytes`.
+         (each family module's docstring lists them); capped at
+         `CorpusOptions.local_max_bytes`.
   full:  the user's raw files (`CorpusOptions.raw_paths[family]`, local or gs://).
 
 What every builder does, in order (each drop is counted under its rule name and
@@ -24,7 +25,9 @@ Preparing streams: each split's pass re-reads the sources and keeps only a
 in memory (the hash set does: ~100 bytes per document in Python).
 
 Preparation is lazy: nothing is read or written until a task's data is first
-used (`prepare()`); prepared data lives under
+used (`codemix.data.corpora.prepare()`, which also looks up each family's
+builder, so this module does not import the families that subclass it);
+prepared data lives under
 `<data_dir>/<options fingerprint>/<builder>/<config>/<version>`.
 """
 from __future__ import annotations
@@ -35,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 
 import tensorflow as tf
@@ -71,7 +73,8 @@ class CorpusOptions:
       data_dir: root for prepared TFDS data (local or gs://). Default
         ~/.cache/codemix/tfds so the embedded corpora are prepared once per machine.
       local_max_bytes: cap on a `local` corpus, in UTF-8 bytes of text per family
-        (3 MB keeps preparing all five families to about a minute on 2 cores).
+        (3 MB: enough text for the laptop-scale demo, small enough to prepare
+        quickly; benchmarks/ measures how long).
       validation_fraction: fraction of documents held out (0..1) per family.
       raw_paths: family -> file/folder/glob of the user's raw data; a family
         listed here uses its `full` config, the others their `local` config.
@@ -300,64 +303,12 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
             log.info("corpus %s/%s: %s", self.FAMILY, self.builder_config.name, json.dumps(stats))
 
 
-_BUILDERS: dict[str, type[CorpusBuilder]] = {}
-_LOCK = threading.Lock()
+BUILDERS: dict[str, type[CorpusBuilder]] = {}  # family -> builder; filled by codemix/data/families/*
 
 
 def register_builder(cls: type[CorpusBuilder]) -> type[CorpusBuilder]:
-    _BUILDERS[cls.FAMILY] = cls
+    BUILDERS[cls.FAMILY] = cls
     return cls
-
-
-def builder_class(family: str) -> type[CorpusBuilder]:
-    import codemix.data.families  # noqa: F401  (registers the five builders)
-
-    if family not in _BUILDERS:
-        raise DataError(f"unknown data family {family!r}; families are {list(FAMILIES)}.")
-    return _BUILDERS[family]
-
-
-def get_builder(family: str, options: CorpusOptions | None = None) -> CorpusBuilder:
-    """The builder of `family` for these options (not prepared)."""
-    options = options or CorpusOptions()
-    unknown = sorted(set(dict(options.raw_paths)) - set(FAMILIES))
-    if unknown:
-        raise DataError(f"CorpusOptions.raw_paths names unknown families {unknown}; families are {list(FAMILIES)}.")
-    cls = builder_class(family)
-    data_dir = os.path.join(options.data_dir, options.fingerprint(family))
-    return cls(config=options.config_for(family), data_dir=data_dir, options=options)
-
-
-def prepare(family: str, options: CorpusOptions | None = None) -> CorpusBuilder:
-    """Prepare `family` once (no-op when already prepared); returns the builder."""
-    with _LOCK:
-        builder = get_builder(family, options)
-        if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-            tfds.display_progress_bar(False)
-            log.info("preparing corpus %s (%s) in %s", family, builder.builder_config.name, builder.data_dir)
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(verify_ssl=False, try_download_gcs=False)
-            )
-            builder = get_builder(family, options)
-        return builder
-
-
-def stats(family: str, options: CorpusOptions | None = None) -> dict:
-    """The prepared corpus's stats (documents, bytes, drops by rule)."""
-    builder = prepare(family, options)
-    return dict(builder.info.metadata.get("stats", {}))
-
-
-def text_dataset(
-    family: str, split: str, shuffle_files: bool = False, seed: int | None = None,
-    options: CorpusOptions | None = None,
-) -> tf.data.Dataset:
-    """{"text", "family", "source", "path", "language"} examples of a prepared family."""
-    builder = prepare(family, options)
-    if split not in builder.info.splits:
-        raise DataError(f"family {family!r} has no split {split!r}; use one of {list(builder.info.splits)}.")
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    return builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
 
 
 DocSource = Callable[[CorpusOptions, collections.Counter], Iterator[Doc]]

@@ -263,12 +263,12 @@ def pattern_dataset(schedule: list[tuple[int, list[float]]], rows_per_step: int,
 def _check_enough_documents(names: Sequence[str], split: str, process_count: int) -> None:
     """Every host needs at least one document of each family task (an empty
     shard would make its endless stream wait forever)."""
-    from codemix.data import corpus, tasks
+    from codemix.data import corpora, corpus, tasks
 
     for name in names:
         if name in tasks.TASKS:
             family = tasks.TASKS[name].family
-            n = corpus.stats(family, corpus.CorpusOptions())["documents"].get(split, 0)
+            n = corpora.stats(family, corpus.CorpusOptions())["documents"].get(split, 0)
             if n < process_count:
                 raise ValueError(
                     f"task {name!r} has {n} {split} documents for {process_count} processes; use "

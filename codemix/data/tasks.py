@@ -19,7 +19,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from codemix.data import corpus
+from codemix.data import corpora, corpus
 from codemix.data.vocab import VOCABULARY
 
 
@@ -43,7 +43,7 @@ TASKS: dict[str, TaskDef] = {
 
 def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *, name: str) -> tf.data.Dataset:
     spec = TASKS[name]
-    ds = corpus.text_dataset(spec.family, split, shuffle_files=shuffle_files, seed=seed,
+    ds = corpora.text_dataset(spec.family, split, shuffle_files=shuffle_files, seed=seed,
                              options=corpus.CorpusOptions())
     if spec.source_regex:
         ds = ds.filter(lambda x: tf.strings.regex_full_match(x["source"], spec.source_regex))

@@ -75,13 +75,13 @@ def _pieces(text: str) -> Iterator[str]:
 
 def sample_texts(shares: dict[str, float], sample_bytes: int, options=None, seed: int = 0) -> Iterator[str]:
     """Document pieces from each family's train split, bytes in proportion to shares."""
-    from codemix.data import corpus
+    from codemix.data import corpora
 
     for family, share in sorted(shares.items()):
         budget = int(share * sample_bytes)
         if budget <= 0:
             continue
-        ds = corpus.text_dataset(family, "train", shuffle_files=False, options=options)
+        ds = corpora.text_dataset(family, "train", shuffle_files=False, options=options)
         ds = ds.shuffle(10_000, seed=seed).map(lambda x: x["text"])
         used = 0
         for text in ds.as_numpy_iterator():

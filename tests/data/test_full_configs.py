@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from codemix.data import corpus
+from codemix.data import corpora, corpus
 from codemix.data.readers import DataError
 
 PROSE = "The river rose slowly through the night, and by morning the village had moved to the hill. " * 3
@@ -25,7 +25,7 @@ def _sp(text, name="RedPajamaCommonCrawl"):
 
 def _prepare(family, raw, tmp_path, **kw):
     options = corpus.CorpusOptions(data_dir=str(tmp_path / "tfds"), raw_paths={family: raw}, **kw)
-    docs, stats = corpus.get_builder(family, options).collect()
+    docs, stats = corpora.get_builder(family, options).collect()
     return docs, stats, options
 
 
@@ -56,7 +56,7 @@ def test_code_web_full_reads_stack_parquet_by_language_folder(tmp_path):
     kept = docs["train"] + docs["validation"]
     assert sorted(d.language for d in kept) == ["python"] * 3 + ["rust"] * 2
     assert stats["dropped"]["language_not_in_study:klingon"] == 1
-    builder = corpus.prepare("code_web", options)  # the whole TFDS path, too
+    builder = corpora.prepare("code_web", options)  # the whole TFDS path, too
     assert builder.info.splits["train"].num_examples + builder.info.splits["validation"].num_examples == 5
 
 

@@ -132,8 +132,7 @@ def test_unknown_family_is_named():
 
 def test_sets_are_fixed_and_disjoint_from_training(data_env):
     import gin
-
-    from codemix.data import corpus
+    from codemix.data import corpora
 
     gin.parse_config(["HeldOutOptions.tokens_per_family = 512"])
     try:
@@ -144,7 +143,7 @@ def test_sets_are_fixed_and_disjoint_from_training(data_env):
         assert set(first) == set(heldout.DEFAULT_FAMILIES)
         for fam in ("text", "code_web"):
             train = {ex["text"].decode()[:4096] for ex in
-                     corpus.text_dataset(fam, "train").as_numpy_iterator()}
+                     corpora.text_dataset(fam, "train").as_numpy_iterator()}
             assert first[fam].texts and not set(first[fam].texts) & train
     finally:
         heldout._cached_documents.cache_clear()

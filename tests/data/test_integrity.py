@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from codemix.data import corpus, readers
+from codemix.data import corpora, corpus, readers
 from codemix.data.readers import DataError
 
 RECORDS = [{"text": f"record {i}: " + "the quick brown fox jumps over the lazy dog " * (i % 7 + 1)}
@@ -79,12 +79,12 @@ def test_added_file_invalidates_the_prepared_corpus(tmp_path):
     raw.mkdir()
     (raw / "a.jsonl").write_bytes(_jsonl([_sp(i) for i in range(6)]))
     options = corpus.CorpusOptions(data_dir=str(tmp_path / "tfds"), raw_paths={"text": str(raw / "*.jsonl")})
-    first = corpus.prepare("text", options)
+    first = corpora.prepare("text", options)
     before = sum(s.num_examples for s in first.info.splits.values())
     assert before == 6
 
     (raw / "b.jsonl").write_bytes(_jsonl([_sp(i) for i in range(6, 10)]))
-    second = corpus.prepare("text", options)
+    second = corpora.prepare("text", options)
     assert second.data_dir != first.data_dir
     assert sum(s.num_examples for s in second.info.splits.values()) == 10
 
@@ -110,7 +110,7 @@ def test_stack_folders_match_case_insensitively_and_unknown_ones_are_named(tmp_p
         pq.write_table(table, tmp_path / folder / "data-0.parquet")
     options = corpus.CorpusOptions(data_dir=str(tmp_path / "tfds"), raw_paths={"code_web": str(tmp_path)})
     with caplog.at_level(logging.WARNING):
-        docs, stats = corpus.get_builder("code_web", options).collect()
+        docs, stats = corpora.get_builder("code_web", options).collect()
     kept = docs["train"] + docs["validation"]
     assert sorted(d.language for d in kept) == ["python"] * 3 + ["rust"] * 2
     assert stats["dropped"]["language_not_in_study:Klingon"] == 1
