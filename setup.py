@@ -33,6 +33,7 @@ CORE = [
     "httpx>=0.25",
     # Analysis: runs -> tables (codemix/analysis) and PNG plots (Agg canvas).
     "pandas>=2.0",
+    "tabulate>=0.9",  # DataFrame.to_markdown (the report's tables)
     "matplotlib>=3.7",
 ]
 

@@ -51,20 +51,22 @@ def _cell(x) -> str:
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False, floats: dict[str, Callable] | None = None) -> str:
-    """A GitHub-flavoured markdown table of `df` (NaN shows as "missing")."""
+    """A GitHub-flavoured markdown table of `df` (NaN shows as "missing").
+
+    Cells are formatted here (`floats` per column, `_cell` otherwise) and laid out by
+    `DataFrame.to_markdown`; numeric parsing is off so that a formatted cell such as
+    "+10.0" or "0.500" is written exactly as formatted.
+    """
     if index:
         df = df.reset_index()
     if not len(df.columns):
         return "_(empty)_"
     floats = floats or {}
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    lines = [head, sep]
-    for row in df.itertuples(index=False):
-        cells = [floats[c](v) if c in floats and isinstance(v, float) and not math.isnan(v) else _cell(v)
-                 for c, v in zip(df.columns, row)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[floats[c](v) if c in floats and isinstance(v, float) and not math.isnan(v) else _cell(v)
+             for c, v in zip(df.columns, row)]
+            for row in df.itertuples(index=False)]
+    shown = pd.DataFrame(rows, columns=[str(c) for c in df.columns], dtype=object)
+    return shown.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
 
 def _ci(lo: float, hi: float, why: str = "missing", fmt: str = "{:+.1f}") -> str:

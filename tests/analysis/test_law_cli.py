@@ -134,13 +134,14 @@ def test_unknown_target_lists_the_available_ones(tmp_path, capsys):
 
 def test_report_shows_the_law_and_predicted_vs_measured(tmp_path):
     from codemix.analysis.report import write_report
+    from tests.analysis.markdown import unpadded
 
     root = write_sweep(tmp_path / "exp", noise=0.01)
     # code_p50 stands in for a trained proposal: its prediction sidecar lies in the experiment dir.
     (root / "code_p50.law.json").write_text(json.dumps({
         "mixture": "code_p50", "kind": "optimum", "shares": {"code_web": 0.5, "text": 0.5},
         "predicted": {"val/text/bpb": {"predicted": 2.0, "low": 1.95, "high": 2.05}}}))
-    text = Path(write_report(str(root), resamples=200)).read_text()
+    text = unpadded(Path(write_report(str(root), resamples=200)).read_text())
     part = text[text.index("## Mixture law"):text.index("## Missing")]
     row = next(line for line in part.splitlines() if line.startswith("| val/text/bpb | 5 | 10 | c 1.2"))
     assert "min: code_web 0.00" in row

@@ -10,6 +10,7 @@ import pytest
 from codemix.analysis import cli
 from codemix.analysis.report import write_report
 from codemix.main import COMMANDS
+from tests.analysis.markdown import unpadded
 from tests.analysis.synthetic import write_study, write_synthetic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -17,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _images(report_path):
     with open(report_path) as f:
-        text = f.read()
+        text = unpadded(f.read())
     return text, re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
 
 
