@@ -10,7 +10,9 @@ CORE = [
     "tensorflow-datasets>=4.9",
     "tensorflow>=2.16",
     "gin-config>=0.5",
-    "sentencepiece>=0.2",
+    # <0.2.3: 0.2.3's sentencepiece_model_pb2 is protobuf 7 gencode and refuses the
+    # protobuf 6 runtime that apache-beam (<7) installs; 0.2.2 works with both.
+    "sentencepiece>=0.2,<0.2.3",
     "tensorboard>=2.16",
     "tqdm>=4.66",
     "numpy>=1.26",
@@ -57,7 +59,12 @@ setup(
                  # llama-cpp-python's OpenAI-compatible server: the real judge of tests/eval/test_judge.py
                  "uvicorn", "fastapi", "sse-starlette", "starlette-context", "pydantic-settings",
                  # notebooks/ are executed headless by tests/analysis
-                 "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
+                 "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25",
+                 # tests/data/test_beam_prepare.py runs the Beam preparation on the DirectRunner
+                 "apache-beam>=2.60"],
+        # Full corpora prepared on Apache Beam (codemix data prepare --beam_runner ...);
+        # it moves protobuf to 6.x and pyarrow to <26. Dataflow workers need apache-beam[gcp].
+        "beam": ["apache-beam>=2.60"],
         "tpu": ["jax[tpu]"],
         "gpu": ["jax[cuda12]"],
     },
