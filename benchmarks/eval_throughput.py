@@ -10,7 +10,7 @@ one JSON object: examples/s of each path, the speedup and the packing density.
 Without --checkpoint the `tiny` model (gin/models/tiny.gin) is randomly
 initialised (throughput does not depend on the weights) with --vocab
 "codemix" (default: the 8k SentencePiece vocabulary the demo experiment trains
-with; trained and cached on first use) or "byte" (gin/experiments/tiny_cpu.gin's
+with; trained and cached on first use) or "byte" (gin/runs/tiny_cpu.gin's
 byte vocabulary, about 4x more tokens per example).
 
 The packed path shares each question's context between its choices and
@@ -52,7 +52,7 @@ def main() -> None:
         cfg, params, vocab, _ = load_model_for_eval(args.checkpoint)
     else:
         if args.vocab == "byte":
-            config.parse(["gin/experiments/tiny_cpu.gin"], finalize=False)
+            config.parse(["gin/runs/tiny_cpu.gin"], finalize=False)
             vocab = seqio.ByteVocabulary()
         else:
             from codemix.data.vocab import VOCABULARY

@@ -15,6 +15,7 @@ same name in the current directory takes precedence over the shipped one.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def resolve_gin_file(name: str) -> str:
             return str(candidate)
     raise ConfigError(
         f"gin file {name!r} not found (looked in the current directory {Path.cwd()} and in the gin files "
-        f"shipped with codemix, {GIN_DIR}); check the path, e.g. gin/experiments/tiny_cpu.gin."
+        f"shipped with codemix, {GIN_DIR}); check the path, e.g. gin/runs/tiny_cpu.gin."
     )
 
 
@@ -59,13 +60,38 @@ def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (), finalize: bo
     add_search_paths()
     files = [resolve_gin_file(f) for f in gin_files]
     try:
-        gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=finalize)
+        gin.parse_config_files_and_bindings(files, list(gin_params), finalize_config=False)
+        check_required(files)
+        if finalize:
+            gin.finalize()
+    except ConfigError:
+        raise
     except Exception as e:  # gin raises ValueError/KeyError/ImportError/SyntaxError
         raise ConfigError(
             f"gin configuration error: {e}\n(files: {files}; params: {list(gin_params)}). "
             f"Check the spelling of the configurable and parameter names against the "
             f"@gin.configurable functions in codemix/."
         ) from e
+
+
+_REQUIRED_LINE = re.compile(r"^(\S+) = %gin\.REQUIRED$", re.MULTILINE)
+
+
+def check_required(files: Sequence[str] = ()) -> None:
+    """One ConfigError naming every macro or binding still `%gin.REQUIRED`.
+
+    gin itself checks this only in `gin.finalize()`, names one at a time, and
+    a caller that parses with finalize=False would otherwise pass gin's
+    REQUIRED sentinel on as a value.
+    """
+    missing = _REQUIRED_LINE.findall(gin.config_str())
+    if missing:
+        raise ConfigError(
+            f"required gin setting{'s' if len(missing) > 1 else ''} not set: {', '.join(missing)} "
+            f"(declared `= %gin.REQUIRED` by the gin files {files} or their includes; each file's "
+            f"header says what to set). Set {'each' if len(missing) > 1 else 'it'} in your gin file "
+            f"or on the command line, e.g. --gin_param \"{missing[0]} = ...\"."
+        )
 
 
 def query(name: str, default=None):

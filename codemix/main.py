@@ -26,7 +26,7 @@ DESCRIPTION = "codemix: how code in a pre-training mixture changes what a langua
 EPILOG = """\
 examples:
   codemix experiment run gin/experiments/demo.gin --workdir runs/demo   the study at laptop scale
-  codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a --gin_param TRAIN_STEPS=60
+  codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a --gin_param TRAIN_STEPS=60
   codemix COMMAND --help                                                 a command's flags
 
 gin files are found in the current directory, then among the ones shipped with codemix
@@ -38,7 +38,7 @@ COMMANDS = {
 key flags: --gin_file (repeatable, later files override earlier ones), --gin_param NAME=VALUE
 (repeatable), --workdir (an existing one is resumed from its latest checkpoint).
 example:
-  codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a --gin_param TRAIN_STEPS=60"""),
+  codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a --gin_param TRAIN_STEPS=60"""),
     "model-info": ("codemix.model.cli", "parameter count and FLOPs per token of a model gin", """\
 key flags: --gin_file (a model gin), --seq_len (tokens, for the attention FLOPs), --json.
 example:
@@ -75,13 +75,13 @@ examples:
 key flags: tpu --name --zone --accelerator; slurm --nodes --gpus_per_node; --dry_run; -- COMMAND.
 examples:
   codemix launch tpu --name my-tpu --zone us-central2-b --accelerator v4-32 --dry_run \\
-      -- codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a
+      -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a
   codemix launch slurm --nodes 2 --gpus_per_node 8 --dry_run \\
-      -- codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a"""),
+      -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a"""),
     "plan": ("codemix.train.plan_cli", "per-device memory, FLOPs, steps and wall time of a run's gin", """\
 key flags: --gin_file (repeatable), --accelerator v4-32 or --devices N, --gpu h100, --mfu, --json.
 example:
-  codemix plan --gin_file gin/experiments/tiny_cpu.gin --accelerator v4-32"""),
+  codemix plan --gin_file gin/runs/tiny_cpu.gin --accelerator v4-32"""),
     "judge": ("codemix.eval.judge_cli", "pairwise LLM-as-a-judge win rates of a candidate against a baseline", """\
 key flags: --candidate, --baseline (workdirs or model dirs), --judge-url or --local_judge, --output.
 example:

@@ -32,8 +32,8 @@ def elsewhere(tmp_path, monkeypatch):
 def test_shipped_gin_files_resolve_from_any_directory(elsewhere):
     path = Path(config.resolve_gin_file("gin/experiments/demo.gin"))
     assert path.read_text() == (CHECKOUT / "gin/experiments/demo.gin").read_text()
-    # experiments/tiny_cpu.gin includes 'gin/models/tiny.gin' and 'gin/runtime/cpu.gin'
-    config.parse(["gin/experiments/tiny_cpu.gin"], finalize=False)
+    # runs/tiny_cpu.gin includes 'gin/models/tiny.gin' and 'gin/runtime/cpu.gin'
+    config.parse(["gin/runs/tiny_cpu.gin"], finalize=False)
     assert config.query("ModelConfig.num_layers") is not None
 
 
@@ -104,6 +104,6 @@ def test_wheel_installed_non_editable_runs_from_outside_the_checkout(tmp_path):
     plan = codemix("experiment", "run", "gin/experiments/demo.gin", "--dry_run", "--workdir", str(tmp_path / "x"))
     assert "24 runs" in plan or "runs," in plan
     script = codemix("launch", "slurm", "--nodes", "2", "--dry_run", "--",
-                     "codemix", "train", "--gin_file", "gin/experiments/tiny_cpu.gin", "--workdir", "runs/a")
+                     "codemix", "train", "--gin_file", "gin/runs/tiny_cpu.gin", "--workdir", "runs/a")
     assert "#SBATCH --nodes=2" in script
     assert "sbatch" in script

@@ -9,7 +9,8 @@ def add_arguments(p):
     r = sub.add_parser("run", help="run (or resume) every run of an experiment in dependency order",
                        epilog="examples:\n"
                               "  codemix experiment run gin/experiments/demo.gin --workdir runs/demo --dry_run\n"
-                              "  codemix experiment run gin/experiments/paper.gin --workdir runs/paper --only code_p25")
+                              "  codemix experiment run gin/experiments/paper.gin --workdir runs/paper --only code_p25 \\\n"
+                              "      --gin_param Experiment.runtime_gin='\"gin/runtime/tpu_v4.gin\"'")
     r.add_argument("gin_file", help="experiment gin, e.g. gin/experiments/demo.gin")
     r.add_argument("--workdir", required=True, help="experiment directory (runs/<run>/ inside)")
     r.add_argument("--only", nargs="+", default=None, metavar="VARIANT",

@@ -17,7 +17,7 @@ def add_arguments(p):
     t = sub.add_parser("tpu", help="run a command on every worker of a Cloud TPU VM (gcloud)",
                        epilog="example:\n"
                               "  codemix launch tpu --name my-tpu --zone us-central2-b --accelerator v4-32 --dry_run \\\n"
-                              "      -- codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a")
+                              "      -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a")
     t.add_argument("--name", required=True, help="TPU VM name (created if missing, reused if READY)")
     t.add_argument("--zone", required=True, help="zone of your TPU quota, e.g. us-central2-b")
     t.add_argument("--accelerator", required=True, help="accelerator type, e.g. v4-32, v5p-64, v5litepod-16")
@@ -34,7 +34,7 @@ def add_arguments(p):
     s = sub.add_parser("slurm", help="render the sbatch template and submit it",
                        epilog="example:\n"
                               "  codemix launch slurm --nodes 2 --gpus_per_node 8 --partition gpu --dry_run \\\n"
-                              "      -- codemix train --gin_file gin/experiments/tiny_cpu.gin --workdir runs/a")
+                              "      -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a")
     s.add_argument("--nodes", type=int, default=1, help="nodes = JAX processes")
     s.add_argument("--gpus_per_node", type=int, default=8)
     s.add_argument("--job_name", default="codemix")

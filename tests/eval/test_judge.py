@@ -271,7 +271,7 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("runs") / "tiny"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     cmd = [sys.executable, "-m", "codemix.main", "--log_level", "WARNING", "train",
-           "--gin_file", "gin/experiments/tiny_cpu.gin", "--workdir", str(workdir),
+           "--gin_file", "gin/runs/tiny_cpu.gin", "--workdir", str(workdir),
            "--gin_param", "TRAIN_STEPS=5", "--gin_param", "train.checkpoint_every=3"]
     p = subprocess.run(cmd, check=False, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     assert p.returncode == 0, f"codemix train failed:\n{p.stdout.decode()[-3000:]}"

@@ -5,9 +5,12 @@ from codemix import config as cm_config
 from codemix.experiments import runner
 from codemix.experiments.matrix import Stage, Variant, expand, study_matrix
 
+# paper.gin requires its runtime (Experiment.runtime_gin = %gin.REQUIRED).
+PAPER_RUNTIME = ['Experiment.runtime_gin = "gin/runtime/tpu_v4.gin"']
+
 
 def test_paper_matrix_runs_and_parents():
-    exp = runner.load_experiment("gin/experiments/paper.gin")
+    exp = runner.load_experiment("gin/experiments/paper.gin", PAPER_RUNTIME)
     runs = {r.name: r for r in expand(exp.variants)}
     assert len(exp.variants) == 12 + 6 + 4
     # 3 core inits + 6 sweep + 4 quality inits, 2 continues, 4 x 2 cooldowns
@@ -32,7 +35,7 @@ def test_paper_matrix_runs_and_parents():
 
 
 def test_paper_plan_derives_steps_and_flops():
-    exp = runner.load_experiment("gin/experiments/paper.gin")
+    exp = runner.load_experiment("gin/experiments/paper.gin", PAPER_RUNTIME)
     rows = {r["run"]: r for r in runner.plan(exp, exp.variants)}
     row = rows["init-balanced-200B"]
     assert row["steps"] == -(-200e9 // (512 * 2048))

@@ -117,7 +117,7 @@ def test_cpu_model_ignores_remat_because_xla_cpu_hoists_the_recomputation():
 def test_plan_of_the_demo_gin(capsys):
     from codemix.main import main
 
-    assert main(["plan", "--gin_file", "gin/experiments/tiny_cpu.gin", "--devices", "8",
+    assert main(["plan", "--gin_file", "gin/runs/tiny_cpu.gin", "--devices", "8",
                  "--peak_flops", "1e12", "--mfu", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steps"] == 200 and out["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_GIN = "gin/experiments/tiny_cpu.gin"
+TINY_GIN = "gin/runs/tiny_cpu.gin"
 
 # ~60k parameters, 64-token rows: a step takes milliseconds on one CPU core.
 MICRO = [
