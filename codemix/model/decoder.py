@@ -8,16 +8,31 @@ train step stays a pure function that `jax.jit` can shard.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from codemix.model.config import ModelConfig
-from codemix.model.layers import Block, Norm, constrain
+from codemix.model.layers import Block, Norm
+from codemix.pytree import nest, path_str
 
-# Logical axes of the residual stream (see layers.activation_sharding).
+# Activation sharding. The decoder names the logical axes of its activations
+# (RESIDUAL_AXES for the residual stream, LOGITS_AXES for logits); a caller
+# that knows the mesh (the train step) passes `constrain`, a function
+# (array, logical axes) -> array that applies the sharding constraint. Without
+# one (eval, decoding, single device) nothing is constrained. Without
+# constraints XLA would take the activations' sharding from the FSDP-split
+# embedding table (model width over devices) and gather the whole global
+# batch on every device.
 RESIDUAL_AXES = ("batch", "length", None)
+LOGITS_AXES = ("batch", "length", "vocab")
+Constrain = Callable[[jax.Array, tuple], jax.Array]
+
+
+def _unconstrained(x, logical_axes):
+    return x
 
 _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -52,7 +67,7 @@ class Decoder(nnx.Module):
             )
 
     def __call__(self, tokens, segment_ids=None, positions=None, caches=None, branch_ids=None,
-                 output: str = "logits"):
+                 output: str = "logits", constrain: Constrain | None = None):
         """tokens, segment_ids, positions: [batch, length] int32.
 
         Without segment ids the row is one document; without positions they
@@ -62,8 +77,11 @@ class Decoder(nnx.Module):
         Returns (logits [batch, length, vocab] float32, new caches or None);
         with output="hidden", the final-normed hidden states [batch, length,
         d_model] instead of logits (project them with `project`).
+        `constrain`: the activation-sharding function (see RESIDUAL_AXES);
+        None leaves activations unconstrained.
         """
         cfg = self.cfg
+        constrain = constrain or _unconstrained
         if segment_ids is None:
             segment_ids = jnp.ones_like(tokens)
         if positions is None:
@@ -83,17 +101,18 @@ class Decoder(nnx.Module):
         x = self.final_norm(x)
         if output == "hidden":
             return x, new_caches
-        return self.project(x), new_caches
+        return self.project(x, constrain), new_caches
 
-    def project(self, x):
+    def project(self, x, constrain: Constrain | None = None):
         """Final-normed hidden states [..., d_model] -> float32 logits [..., vocab]."""
         cfg = self.cfg
+        constrain = constrain or _unconstrained
         if cfg.tie_embeddings:
             logits = jnp.einsum("...d,vd->...v", x, self.embed[...].astype(cfg.compute_dtype))
         else:
             logits = x @ self.lm_head[...].astype(cfg.compute_dtype)
         if logits.ndim == 3:
-            logits = constrain(logits, ("batch", "length", "vocab"))
+            logits = constrain(logits, LOGITS_AXES)
         return logits.astype(jnp.float32)
 
 
@@ -114,16 +133,13 @@ def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=None) -> list[d
 
 def _axes_of(state) -> dict:
     """Pure dict of logical axis tuples, mirroring `nnx.to_pure_dict(state)`."""
-    out: dict = {}
+    items = []
     for path, var in state.flat_state():
         axes = var.get_metadata().get("axes")
         if axes is None:
-            raise ValueError(f"parameter {'/'.join(map(str, path))} has no logical axes")
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = tuple(axes)
-    return out
+            raise ValueError(f"parameter {path_str(path)} has no logical axes")
+        items.append((path, tuple(axes)))
+    return nest(items)
 
 
 def graphdef_and_axes(cfg: ModelConfig):
@@ -151,16 +167,17 @@ def _graphdef(cfg: ModelConfig):
 
 
 def apply(cfg: ModelConfig, params: dict, tokens, segment_ids=None, positions=None, caches=None,
-          branch_ids=None, output: str = "logits"):
+          branch_ids=None, output: str = "logits", constrain: Constrain | None = None):
     """Run the decoder on a pure-dict of params. Returns (logits, caches)
-    (or (hidden, caches) with output="hidden"; see `Decoder.__call__`)."""
+    (or (hidden, caches) with output="hidden"; see `Decoder.__call__`,
+    which also says what `constrain` does)."""
     model = nnx.merge(_graphdef(cfg), params)
-    return model(tokens, segment_ids, positions, caches, branch_ids, output)
+    return model(tokens, segment_ids, positions, caches, branch_ids, output, constrain)
 
 
-def project(cfg: ModelConfig, params: dict, hidden):
+def project(cfg: ModelConfig, params: dict, hidden, constrain: Constrain | None = None):
     """Logits (float32) of final-normed hidden states from `apply(output="hidden")`."""
-    return nnx.merge(_graphdef(cfg), params).project(hidden)
+    return nnx.merge(_graphdef(cfg), params).project(hidden, constrain)
 
 
 def param_count(params_or_abstract: dict) -> int:

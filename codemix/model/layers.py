@@ -7,39 +7,11 @@ nothing here knows about meshes.
 """
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from codemix.model.config import ModelConfig
-
-
-# Activation sharding. The model names the logical axes of its activations
-# (("batch", "length", None) for the residual stream, ("batch", "length",
-# "vocab") for logits); whoever knows the mesh (the train step) installs a
-# function that turns them into sharding constraints. Without one (eval,
-# decoding, single device) `constrain` is the identity. Without constraints
-# XLA would take the activations' sharding from the FSDP-split embedding table
-# (model width over devices) and gather the whole global batch on every device.
-_constraint = None
-
-
-@contextlib.contextmanager
-def activation_sharding(fn):
-    """Within this context, `constrain(x, axes)` calls fn(x, axes) (used while
-    tracing a jitted step)."""
-    global _constraint
-    previous, _constraint = _constraint, fn
-    try:
-        yield
-    finally:
-        _constraint = previous
-
-
-def constrain(x, logical_axes):
-    return x if _constraint is None else _constraint(x, logical_axes)
 
 
 def _param(rngs: nnx.Rngs, shape, axes, cfg: ModelConfig, std: float | None = None):

@@ -11,23 +11,10 @@ There is exactly one way to start from another run: `load_params`, which reads
 only `params/` (weights only; stages use it). Resuming the same run restores
 everything (`Checkpointer.restore_latest`).
 
-Integrity. Orbax writes asynchronously and commits a step by renaming its
-temporary folder, so the files are only final once that write has finished.
-The manifest is therefore written when the next save, `wait()` or `close()`
-waits on the write: it hashes the files as they are on disk (one read of the
-checkpoint, from the page cache on local disks, at 0.3-2 GB/s of SHA-256 on
-one core depending on the CPU; 10-60 ms for the 24 files of a test model on a
-busy 2-core machine, seconds per GB for large models, paid once per save on
-the training thread, and once more per restore). Hashing the files rather than
-the arrays in memory also covers the data iterator and meta, needs no
-gathering across hosts, and lets a restore name the exact bad file.
-Restore first compares every file against the manifest (size, then hash);
-a missing, truncated or altered file, an unreadable meta JSON, a failed
-Orbax read or non-finite parameters mark the checkpoint corrupt: it is
-reported by name, moved to `<workdir>/checkpoints_corrupt/`, and the next
-older one is tried, with the number of steps that will be redone logged.
-A checkpoint without a manifest (killed between commit and hashing, or
-written by an older codemix) is restored unverified, with a warning.
+Integrity (checkpoint_integrity.py): every finished step gets a manifest of
+its files' sizes and SHA-256; restore checks it first, and a corrupt newest
+checkpoint is moved to `<workdir>/checkpoints_corrupt/` and the next older
+one is tried, with the number of steps that will be redone logged.
 
 Retention (`keep`) is done here, not by Orbax, after hashing: the newest
 `keep` steps are kept, and so is the newest verified one even when newer,
@@ -37,8 +24,6 @@ non-finite state (see guards.py).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
@@ -50,12 +35,19 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from codemix import pytree
 from codemix.train import guards
+from codemix.train.checkpoint_integrity import (  # also the names tests and callers use from here
+    ITEMS,
+    MANIFEST,
+    CorruptCheckpoint,
+    first_line,
+    verify_checkpoint,
+    write_manifest,
+)
 from codemix.train.guards import NonFiniteLoss, stop_if_non_finite  # noqa: F401  (the trainer's entry points)
 
 log = logging.getLogger(__name__)
-
-ITEMS = ("params", "opt_state", "data", "meta")
 
 
 @dataclasses.dataclass
@@ -104,81 +96,6 @@ def absolute(path: str) -> str:
     """Local paths made absolute (Orbax refuses relative ones); URLs such as
     gs://bucket/run are returned unchanged."""
     return path if "://" in str(path) else os.path.abspath(path)
-
-
-MANIFEST = "checksums.json"
-_CHUNK = 1 << 22
-
-
-class CorruptCheckpoint(ValueError):
-    """A checkpoint whose files are missing, truncated, altered or unreadable."""
-
-
-def _item_files(step_dir: epath.Path) -> list[epath.Path]:
-    out = []
-    stack = [step_dir / item for item in ITEMS if (step_dir / item).exists()]
-    while stack:
-        d = stack.pop()
-        for child in d.iterdir():
-            (stack if child.is_dir() else out).append(child)
-    return sorted(out, key=str)
-
-
-def _sha256(path: epath.Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_manifest(step_dir: epath.Path) -> dict:
-    """Record size and SHA-256 of every file of a finished checkpoint."""
-    files = {}
-    for f in _item_files(step_dir):
-        rel = str(f)[len(str(step_dir)) + 1:]
-        files[rel] = {"bytes": f.stat().length, "sha256": _sha256(f)}
-    manifest = {"algorithm": "sha256", "files": files}
-    tmp = step_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(step_dir / MANIFEST)
-    return manifest
-
-
-def verify_checkpoint(step_dir: epath.Path, only: str | None = None) -> bool:
-    """True if every file (under folder `only`, e.g. "params") matches
-    `checksums.json`; False if there is none (unverified). Raises
-    CorruptCheckpoint naming the first bad file."""
-    path = step_dir / MANIFEST
-    if not path.exists():
-        return False
-    fix = "the file was changed or cut short after it was written (disk, copy or sync problem)"
-    try:
-        files = json.loads(path.read_text())["files"]
-    except (ValueError, KeyError) as e:
-        raise CorruptCheckpoint(f"{path}: unreadable checksum manifest ({e}); {fix}.") from e
-    for rel, want in sorted(files.items()):
-        if only is not None and not rel.startswith(only + "/"):
-            continue
-        f = step_dir / rel
-        if not f.exists():
-            raise CorruptCheckpoint(f"{f}: missing; {fix}.")
-        size = f.stat().length
-        if size != want["bytes"]:
-            kind = "truncated" if size < want["bytes"] else "longer than written"
-            raise CorruptCheckpoint(f"{f}: {kind}, {size:,} bytes where {want['bytes']:,} were written; {fix}.")
-        if _sha256(f) != want["sha256"]:
-            raise CorruptCheckpoint(f"{f}: content differs from what was written (SHA-256 mismatch); {fix}.")
-    return True
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    """The innermost cause's first line: TensorStore's own error names the
-    file and byte range, the wrappers around it only repeat the array spec."""
-    while e.__cause__ is not None or e.__context__ is not None:
-        e = e.__cause__ or e.__context__
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text[:limit]}"
 
 
 class Checkpointer:
@@ -279,7 +196,7 @@ class Checkpointer:
         try:
             saved = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
         except Exception as e:  # truncated JSON, missing folder, ...
-            raise CorruptCheckpoint(f"{step_dir / 'meta'}: unreadable ({_first_line(e)}).") from e
+            raise CorruptCheckpoint(f"{step_dir / 'meta'}: unreadable ({first_line(e)}).") from e
         written_by = saved.get("process_count", 1)
         readers = iterator.global_batch_size // iterator.local_batch_size
         if written_by != readers:
@@ -304,7 +221,7 @@ class Checkpointer:
             if verified:  # the files are as written: a mismatch with this run's config, not corruption
                 raise
             raise CorruptCheckpoint(f"{step_dir}: params, opt_state or data could not be read, a file "
-                                    f"is truncated or damaged ({_first_line(e)}).") from e
+                                    f"is truncated or damaged ({first_line(e)}).") from e
         state = {
             "step": jax.device_put(np.int32(step), shardings["step"]),
             "params": out.params,
@@ -393,11 +310,7 @@ def resolve_params_dir(path: str, step: int | None = None) -> epath.Path:
 
 
 def _flat_shapes(tree) -> dict[str, tuple]:
-    out = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        key = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        out[key] = tuple(leaf.shape)
-    return out
+    return {name: tuple(leaf.shape) for name, leaf in pytree.flat(tree).items()}
 
 
 def load_params(path: str, abstract_params: dict, shardings: dict, step: int | None = None) -> tuple[dict, int]:

@@ -13,20 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from codemix.data.features import ROW_FEATURES, VECTOR_FEATURES
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.train import partitioning
-
-ROW_FEATURES = (
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "decoder_segment_ids",
-    "decoder_positions",
-    "decoder_loss_weights",
-)
-VECTOR_FEATURES = ("source_id", "epoch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +48,7 @@ def state_layout(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh
     abstract_params = decoder.abstract_params(cfg)
     param_sh = partitioning.tree_shardings(axes, abstract_params, mesh)
     abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
-    opt_sh = partitioning.opt_state_shardings(abstract_opt, param_sh, abstract_params, mesh)
+    opt_sh = partitioning.opt_state_shardings(optimizer, abstract_opt, param_sh, mesh)
     row = partitioning.batch_sharding(mesh, 2)
     vec = partitioning.batch_sharding(mesh, 1)
     batch_sh = {**{k: row for k in ROW_FEATURES}, **{k: vec for k in VECTOR_FEATURES}}

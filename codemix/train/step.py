@@ -18,18 +18,21 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding
 
-from codemix.model import decoder, layers
+from codemix.model import decoder
 from codemix.model.config import ModelConfig
+from codemix.train.partitioning import logical_to_spec
 
 
-def token_losses(cfg: ModelConfig, params, batch):
-    """Per-token cross-entropy (+ z-loss) [batch, length], and weights."""
+def token_losses(cfg: ModelConfig, params, batch, constrain: decoder.Constrain | None = None):
+    """Per-token cross-entropy (+ z-loss) [batch, length], and weights.
+    `constrain`: the decoder's activation-sharding function (or None)."""
     logits, _ = decoder.apply(
         cfg,
         params,
         batch["decoder_input_tokens"],
         batch["decoder_segment_ids"],
         batch["decoder_positions"],
+        constrain=constrain,
     )
     targets = batch["decoder_target_tokens"]
     log_z = jax.nn.logsumexp(logits, axis=-1)
@@ -42,9 +45,9 @@ def token_losses(cfg: ModelConfig, params, batch):
     return ce, total, weights
 
 
-def _sums(cfg, params, batch, num_sources):
+def _sums(cfg, params, batch, num_sources, constrain=None):
     """Token-summed objective, and per-source sums of loss and tokens."""
-    ce, total, weights = token_losses(cfg, params, batch)
+    ce, total, weights = token_losses(cfg, params, batch, constrain)
     objective = jnp.sum(total * weights)
     onehot = jax.nn.one_hot(batch["source_id"], num_sources, dtype=jnp.float32)  # [b, s]
     loss_by_source = jnp.einsum("bs,b->s", onehot, jnp.sum(ce * weights, axis=-1))
@@ -54,8 +57,6 @@ def _sums(cfg, params, batch, num_sources):
 
 def _constrain(mesh, x, logical_axes):
     """Shard an activation by its logical axes (the same table as parameters)."""
-    from codemix.train.partitioning import logical_to_spec
-
     spec = logical_to_spec(logical_axes, x.shape, mesh)
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
@@ -68,8 +69,10 @@ def make_train_step(
     accum_steps: int = 1,
     batch_sharding: NamedSharding | None = None,
 ):
-    """Returns step(state, batch) -> (state, metrics); not yet jitted."""
-    grad_fn = jax.value_and_grad(functools.partial(_sums, cfg), has_aux=True)
+    """Returns step(state, batch) -> (state, metrics); not yet jitted. With a
+    `batch_sharding`, the decoder's activations are constrained on its mesh."""
+    constrain = None if batch_sharding is None else functools.partial(_constrain, batch_sharding.mesh)
+    grad_fn = jax.value_and_grad(functools.partial(_sums, cfg, constrain=constrain), has_aux=True)
 
     def microbatches(batch):
         def split(x):
@@ -91,12 +94,6 @@ def make_train_step(
         return jax.tree.map(split, batch)
 
     def step(state, batch):
-        if batch_sharding is None:
-            return _step(state, batch)
-        with layers.activation_sharding(functools.partial(_constrain, batch_sharding.mesh)):
-            return _step(state, batch)
-
-    def _step(state, batch):
         params = state["params"]
         repeated = jnp.zeros((num_sources,), jnp.float32)
         if "epoch" in batch:  # rows from a second or later pass over their source

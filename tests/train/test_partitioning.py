@@ -36,7 +36,7 @@ def test_optimizer_state_follows_params():
     psh = partitioning.tree_shardings(axes, abstract, mesh)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
     aopt = jax.eval_shape(opt.init, abstract)
-    osh = partitioning.opt_state_shardings(aopt, psh, abstract, mesh)
+    osh = partitioning.opt_state_shardings(opt, aopt, psh, mesh)
     mu = osh[1][0].mu
     assert mu["layers"][0]["mlp"]["up"].spec == P("fsdp", "tensor")
     assert osh[1][0].count.spec == P()
