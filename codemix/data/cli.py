@@ -75,9 +75,7 @@ def inspect(mixture: str, batches: int, batch_size: int = 8, sequence_length: in
             repeated[s] += int(b["epoch"][r] > 0)
             doc_starts[s] += np.sum((b["decoder_target_tokens"][r] == EOS_ID) & (w > 0))  # one EOS per document
             if len(shown[s]) < samples:
-                from codemix.data.vocab import VOCABULARY
-
-                vocab = vocab or seqio_vocab(it.source_names[s], VOCABULARY)
+                vocab = vocab or pipeline.data_vocabulary(mixture)
                 seg = b["decoder_target_tokens"][r][b["decoder_segment_ids"][r] == b["decoder_segment_ids"][r][-1]]
                 shown[s].append(vocab.decode([int(t) for t in seg[:200]]))
     seconds = time.time() - start
@@ -102,12 +100,6 @@ def inspect(mixture: str, batches: int, batch_size: int = 8, sequence_length: in
         ],
         "corpora": families,
     }
-
-
-def seqio_vocab(task: str, default):
-    import seqio
-
-    return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary or default
 
 
 def contamination(mixture: str, max_docs: int = 0, split: str = "train") -> dict:

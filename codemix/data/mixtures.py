@@ -13,7 +13,8 @@ fully used, so row shares are token shares; see pipeline.py) and must sum to 1.
 
 A mixture is found by name: from bindings already parsed (an experiment that
 includes the file), else by parsing gin/mixtures/<name>.gin (which only adds
-`<name>/mixture_spec.*` bindings), and is then registered as a SeqIO Mixture.
+`<name>/mixture_spec.*` bindings). This module only reads specs;
+codemix/data/tasks.py registers them with SeqIO (`register_mixture`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import seqio
 
 import gin
 from codemix.data.readers import DataError
+from codemix.data.task_table import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,6 @@ class MixtureSpec:
 
     def family_shares(self) -> dict[str, float]:
         """Shares by corpus family (sub-tasks such as text_hq count as their family)."""
-        from codemix.data.tasks import TASKS
-
         out: dict[str, float] = {}
         for task, share in self.shares.items():
             fam = TASKS[task].family if task in TASKS else task
@@ -95,8 +95,6 @@ def available() -> list[str]:
 
 
 def _validate(name: str, shares: dict[str, float], where: str) -> dict[str, float]:
-    from codemix.data.tasks import TASKS
-
     unknown = [t for t in shares if t not in TASKS and t not in seqio.TaskRegistry.names()]
     if unknown:
         raise DataError(
@@ -145,20 +143,6 @@ def get_spec(name: str) -> MixtureSpec:
             raise DataError(f"{where}: schedule step {step} of mixture {name!r} must be > 0 (step 0 is `shares`).")
         phases.append((step, _validate(name, shares, f"{where} (schedule step {step})")))
     return MixtureSpec(name, tuple(phases), raw["description"], where)
-
-
-def register(name: str) -> MixtureSpec:
-    """Register mixture `name` as a SeqIO Mixture (rates = its step-0 token shares)."""
-    spec = get_spec(name)
-    from codemix.data import tasks
-
-    for t in spec.tasks:
-        tasks.ensure_registered(t)
-    if name in seqio.MixtureRegistry.names():
-        seqio.MixtureRegistry.remove(name)
-    first = spec.shares
-    seqio.MixtureRegistry.add(name, [(t, first.get(t, 0.0) or 1e-12) for t in spec.tasks])
-    return spec
 
 
 def is_mixture(name: str) -> bool:

@@ -51,14 +51,8 @@ import seqio
 import tensorflow as tf
 
 import gin
+from codemix.data.features import ROW_FEATURES, VECTOR_FEATURES  # noqa: F401  (the keys of every batch)
 
-FEATURES = (
-    "decoder_input_tokens",
-    "decoder_target_tokens",
-    "decoder_segment_ids",
-    "decoder_positions",
-    "decoder_loss_weights",
-)
 SHARD_MODES = ("files", "rows")
 
 
@@ -93,10 +87,10 @@ def resolve_sources(name: str) -> tuple[list[str], list[float]]:
 
 def resolve_schedule(name: str) -> tuple[list[str], list[tuple[int, list[float]]]]:
     """(task names, [(first step, normalised rates aligned to names), ...])."""
-    from codemix.data import mixtures, tasks  # noqa: F401  (registers the family tasks)
+    from codemix.data import mixtures, tasks  # tasks: registers the family tasks
 
     if name not in seqio.TaskRegistry.names() and mixtures.is_mixture(name):
-        spec = mixtures.register(name)
+        spec = tasks.register_mixture(name)
         names = spec.tasks
         return names, [(step, [shares.get(t, 0.0) for t in names]) for step, shares in spec.phases]
     if name in seqio.MixtureRegistry.names():
@@ -122,15 +116,28 @@ def resolve_schedule(name: str) -> tuple[list[str], list[tuple[int, list[float]]
     return names, [(0, [r / total for r in rates])]
 
 
-def shared_vocab_size(task_names: Sequence[str]) -> int:
-    """The vocabulary size all tasks share (a mixture can't mix vocabularies)."""
-    sizes = {}
-    for t in task_names:
-        vocab = seqio.get_mixture_or_task(t).output_features["targets"].vocabulary
-        sizes[t] = vocab.vocab_size
+def data_vocabulary(name: str) -> seqio.Vocabulary:
+    """The vocabulary of a run's data `name` (a codemix mixture, SeqIO Task or
+    Mixture): the one all its tasks tokenize with. The one place a run's
+    vocabulary is resolved (training, `codemix data`, evaluation and the eval
+    hook all call it). The embedded default (`CodemixVocabulary`, which
+    follows the gin-bound VocabOptions) is pinned to its model file, so the
+    result stays the run's vocabulary after gin is cleared or rebound.
+    """
+    return _shared_vocabulary(resolve_schedule(name)[0])
+
+
+def _shared_vocabulary(names: Sequence[str]) -> seqio.Vocabulary:
+    from codemix.data.vocab import CodemixVocabulary
+
+    vocabs = {t: seqio.get_mixture_or_task(t).output_features["targets"].vocabulary for t in names}
+    sizes = {t: v.vocab_size for t, v in vocabs.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"tasks of one mixture use different vocabularies: {sizes}.")
-    return next(iter(sizes.values()))
+    vocab = vocabs[names[0]]
+    if isinstance(vocab, CodemixVocabulary):
+        vocab = seqio.SentencePieceVocabulary(vocab.sentencepiece_model_file)
+    return vocab
 
 
 @dataclasses.dataclass
@@ -320,7 +327,7 @@ def make_train_iterator(
     local = batch_size // process_count
     names, schedule = resolve_schedule(mixture)
     rates = schedule[0][1]
-    vocab_size = shared_vocab_size(names)
+    vocab_size = _shared_vocabulary(names).vocab_size
     shard = None
     if shard_mode == "files" and process_count > 1:
         shard = seqio.ShardInfo(index=process_index, num_shards=process_count)

@@ -1,9 +1,6 @@
-"""One SeqIO Task per data family, over the prepared TFDS corpora.
-
-Task names are the family names (text, code_web, markup, code_adjacent,
-code_synthetic) plus `text_hq`, the high-quality part of text used by the
-cooldown mixtures: encyclopedic, book and paper text (the gensim Wikipedia
-sample locally; SlimPajama's Wikipedia, Book and ArXiv sets in full runs).
+"""One SeqIO Task per family task of codemix/data/task_table.py, over the prepared
+TFDS corpora, registered when this module is imported; and the codemix
+mixtures as SeqIO Mixtures (`register_mixture`).
 
 Registering is cheap: a task's corpus is prepared (and the embedded default
 vocabulary trained) only when its data or vocabulary is first used. Each
@@ -12,33 +9,16 @@ pipeline.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from codemix.data import corpora, corpus
+from codemix.data import corpora, corpus, mixtures
+from codemix.data.readers import DataError
+from codemix.data.task_table import TASKS, TaskDef  # noqa: F401  (TaskDef: re-exported for callers)
 from codemix.data.vocab import VOCABULARY
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskDef:
-    family: str
-    source_regex: str | None = None  # keep documents whose provenance matches
-    description: str = ""
-
-
-TASKS: dict[str, TaskDef] = {
-    "text": TaskDef("text", None, "natural-language text, code removed"),
-    "text_hq": TaskDef("text", r"(gensim==.*|slimpajama:RedPajama(Wikipedia|Book|ArXiv))",
-                       "encyclopedic, book and paper text"),
-    "code_web": TaskDef("code_web", None, "web code, 25 languages"),
-    "markup": TaskDef("markup", None, "Markdown, reStructuredText, HTML, CSS"),
-    "code_adjacent": TaskDef("code_adjacent", None, "commits, notebooks, Q&A"),
-    "code_synthetic": TaskDef("code_synthetic", None, "verified synthetic Python problems"),
-}
 
 
 def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *, name: str) -> tf.data.Dataset:
@@ -53,7 +33,7 @@ def _dataset_fn(split: str, shuffle_files: bool, seed: int | None = None, *, nam
 def family_texts(name: str, split: str) -> tf.data.Dataset:
     """{"text"} documents of family task `name`'s `split`, file order (held-out sets read these)."""
     if name not in TASKS:
-        raise corpus.DataError(f"unknown family task {name!r}; tasks are {sorted(TASKS)}.")
+        raise DataError(f"unknown family task {name!r}; tasks are {sorted(TASKS)}.")
     return _dataset_fn(split, False, name=name)
 
 
@@ -80,7 +60,7 @@ def ensure_registered(name: str) -> str:
     if name in seqio.TaskRegistry.names():
         return name
     if name not in TASKS:
-        raise corpus.DataError(f"unknown family task {name!r}; tasks are {sorted(TASKS)}.")
+        raise DataError(f"unknown family task {name!r}; tasks are {sorted(TASKS)}.")
     seqio.TaskRegistry.add(
         name,
         source=seqio.FunctionDataSource(functools.partial(_dataset_fn, name=name), splits=("train", "validation")),
@@ -93,6 +73,44 @@ def ensure_registered(name: str) -> str:
         shuffle_buffer_size=1024,
     )
     return name
+
+
+class TokenShareMixture(seqio.Mixture):
+    """A codemix mixture as registered with SeqIO: its rates are the mixture's
+    token shares (`get_rate`), and sampling it through SeqIO is refused.
+
+    SeqIO would mix *documents* by these rates, so its token shares would
+    follow document lengths, not the mixture; training mixes packed rows of
+    equal length (codemix/data/pipeline.py), which makes row rates token
+    rates. `get_dataset` therefore points to the stream training reads.
+    """
+
+    def __init__(self, name: str, tasks, *, spec: mixtures.MixtureSpec, **kwargs):
+        super().__init__(name, tasks, **kwargs)
+        self.spec = spec
+
+    def get_dataset(self, *args, **kwargs):
+        schedule = "" if len(self.spec.phases) == 1 else (
+            f" (its shares change at steps {[s for s, _ in self.spec.phases[1:]]})")
+        raise DataError(
+            f"mixture {self.name!r}{schedule} mixes packed rows by token share, which a SeqIO Mixture "
+            f"cannot (it samples whole documents); read it with "
+            f"codemix.data.pipeline.make_train_iterator(mixture={self.name!r}) or inspect it with "
+            f"`codemix data inspect {self.name}`."
+        )
+
+
+def register_mixture(name: str) -> mixtures.MixtureSpec:
+    """Register codemix mixture `name` (and its tasks) as a TokenShareMixture
+    whose rates are its step-0 token shares; returns its spec."""
+    spec = mixtures.get_spec(name)
+    for t in spec.tasks:
+        ensure_registered(t)
+    if name in seqio.MixtureRegistry.names():
+        seqio.MixtureRegistry.remove(name)
+    seqio.MixtureRegistry.add(name, [(t, spec.shares.get(t, 0.0)) for t in spec.tasks],
+                              mixture_cls=TokenShareMixture, spec=spec)
+    return spec
 
 
 for _name in TASKS:

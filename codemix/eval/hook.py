@@ -24,7 +24,6 @@ from collections.abc import Sequence
 import gin
 import jax
 
-from codemix import config as codemix_config
 from codemix.eval import loading, tasks
 from codemix.eval.runner import EvalSettings, Evaluator, write_results
 
@@ -52,16 +51,7 @@ class EvalHook:
 
     def _vocabulary(self):
         if self._vocab is None:
-            vocab = loading.eval_vocabulary()
-            if vocab is None:
-                mixture = codemix_config.query("make_train_iterator.mixture")
-                if mixture is None:
-                    raise codemix_config.ConfigError(
-                        "EvalHook needs the run's vocabulary: bind make_train_iterator.mixture "
-                        "or eval_vocabulary.task."
-                    )
-                vocab = loading.task_vocabulary(mixture)
-            self._vocab = vocab
+            self._vocab = loading.run_vocabulary("the run's gin config (EvalHook)")
         return self._vocab
 
     def __call__(self, step: int, state: dict, cfg, workdir: str) -> dict:

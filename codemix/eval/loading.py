@@ -61,7 +61,7 @@ for _cls in (seqio.ByteVocabulary, seqio.SentencePieceVocabulary):
 
 @gin.configurable
 def eval_vocabulary(vocabulary: seqio.Vocabulary | None = None, task: str | None = None) -> seqio.Vocabulary | None:
-    """The vocabulary evaluation tokenizes with.
+    """The vocabulary evaluation tokenizes with, when it is not the run's data's.
 
     Args:
       vocabulary: a seqio.Vocabulary (gin reference); wins over `task`.
@@ -71,34 +71,31 @@ def eval_vocabulary(vocabulary: seqio.Vocabulary | None = None, task: str | None
     if vocabulary is not None:
         return vocabulary
     if task is not None:
-        return task_vocabulary(task)
+        from codemix.data import pipeline
+
+        return pipeline.data_vocabulary(task)
     return None
 
 
-def task_vocabulary(name: str) -> seqio.Vocabulary:
-    try:
-        provider = seqio.get_mixture_or_task(name)
-    except ValueError as e:
-        raise ValueError(
-            f"SeqIO task or mixture {name!r} (the run's data) is not registered, so its "
-            f"vocabulary is unknown; import the module that registers it. ({e})"
-        ) from e
-    return provider.output_features["targets"].vocabulary
-
-
-def run_data_vocabulary(name: str) -> seqio.Vocabulary:
-    """The vocabulary of a run's data (a family task, a registered mixture or a
-    gin mixture, registered here as the trainer would), with its file pinned
-    while the run's gin config (e.g. `VocabOptions`) is still parsed."""
+def run_vocabulary(where: str, from_data: bool = True) -> seqio.Vocabulary:
+    """The vocabulary to evaluate the parsed run's model with: `eval_vocabulary`
+    if bound, else (`from_data`) that of the run's data,
+    `make_train_iterator.mixture` (codemix.data.pipeline.data_vocabulary).
+    Call it while the run's gin config is parsed; `where` names that config
+    in the error when neither is bound."""
+    vocab = eval_vocabulary()
+    if vocab is not None:
+        return vocab
+    mixture = codemix_config.query("make_train_iterator.mixture") if from_data else None
+    if mixture is None:
+        raise codemix_config.ConfigError(
+            f"{where} binds neither make_train_iterator.mixture (the run's data) nor eval_vocabulary, so "
+            f"the vocabulary is unknown; bind eval_vocabulary.task = '<seqio task>' or "
+            f"eval_vocabulary.vocabulary = @<Vocabulary>() (see codemix/eval/loading.py)."
+        )
     from codemix.data import pipeline
-    from codemix.data.vocab import CodemixVocabulary
 
-    names, _ = pipeline.resolve_schedule(name)
-    vocab = task_vocabulary(names[0])
-    if isinstance(vocab, CodemixVocabulary):
-        # Resolves from the gin-bound VocabOptions now, not after the config is cleared.
-        vocab = seqio.SentencePieceVocabulary(vocab.sentencepiece_model_file)
-    return vocab
+    return pipeline.data_vocabulary(mixture)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,20 +134,7 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
     try:
         codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
         cfg = ModelConfig()
-        vocab = eval_vocabulary()
-        if vocab is None and kind == "workdir":
-            mixture = codemix_config.query("make_train_iterator.mixture")
-            if mixture is None:
-                raise codemix_config.ConfigError(
-                    f"{gin_file} binds neither make_train_iterator.mixture nor eval_vocabulary; "
-                    f"the vocabulary is unknown."
-                )
-            vocab = run_data_vocabulary(mixture)
-        if vocab is None:
-            raise codemix_config.ConfigError(
-                f"{gin_file} does not name a vocabulary; bind eval_vocabulary.task = '<seqio task>' "
-                f"or eval_vocabulary.vocabulary = @<Vocabulary>() (see codemix/eval/loading.py)."
-            )
+        vocab = run_vocabulary(gin_file, from_data=kind == "workdir")
     finally:
         gin.clear_config()
     if vocab.vocab_size > cfg.vocab_size:
