@@ -110,10 +110,9 @@ Known gaps, measured and documented rather than hidden:
     ``resample_benchmarks=True`` widens them to generalise over benchmarks,
     honestly so only with many.
 
-`bootstrap_relative_change` and `bootstrap_mean_interval` are the older API on
-benchmark-level scores shaped ``(seeds, benchmarks)``: they resample benchmarks
-and seeds only, so they never see the sampling noise of examples. They are kept
-for codemix/analysis/tables.py until it moves to `paired_change`.
+The older API on benchmark-level scores shaped ``(seeds, benchmarks)``, which
+resamples benchmarks and seeds only and so never sees the sampling noise of
+examples, is in codemix/analysis/benchmark_bootstrap.py.
 """
 from __future__ import annotations
 
@@ -245,7 +244,8 @@ def _replicates(sets: list[list[np.ndarray]], resamples: int, resample_benchmark
     return out
 
 
-def _percentiles(reps: np.ndarray, level: float) -> tuple[float, float]:
+def percentiles(reps: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates `reps` at coverage `level` (NaNs when empty)."""
     if reps.size == 0:
         return float("nan"), float("nan")
     tail = (1.0 - level) / 2.0 * 100.0
@@ -295,7 +295,7 @@ def paired_change(variant: ScoreSet, baseline: ScoreSet, kind: str = "relative",
     else:
         point = sv - sb
         reps = mv - mb
-    lo, hi = _percentiles(reps, level)
+    lo, hi = percentiles(reps, level)
     return Change(point, lo, hi, len(names), v_tabs[0].shape[0], b_tabs[0].shape[0], undefined, kind,
                   int(sum(t.shape[1] for t in v_tabs)), resample_benchmarks, resamples)
 
@@ -308,7 +308,7 @@ def mean_interval(scores: ScoreSet, resamples: int = 2000, level: float = 0.95, 
         nan = float("nan")
         return nan, nan, nan
     reps = _replicates([tabs], resamples, resample_benchmarks, np.random.default_rng(seed))[0]
-    lo, hi = _percentiles(reps, level)
+    lo, hi = percentiles(reps, level)
     return score(scores), lo, hi
 
 
@@ -352,63 +352,3 @@ def signal_to_noise(by_variant: Mapping[str, np.ndarray]) -> float:
     if noise == 0:
         return float("inf") if spread > 0 else float("nan")
     return spread / noise
-
-
-def bootstrap_relative_change(
-    variant: np.ndarray,
-    baseline: np.ndarray,
-    resamples: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Change:
-    """Old API: relative change on benchmark-level scores, resampling benchmarks and seeds only.
-
-    It cannot see the sampling noise of examples (use `paired_change` on
-    per-example scores for that); kept until codemix/analysis/tables.py moves.
-
-    Args:
-      variant: scores shaped (seeds, benchmarks) (or (benchmarks,) for one seed).
-      baseline: scores shaped (seeds, benchmarks), the same benchmarks in the
-        same column order (seed counts may differ).
-      resamples: bootstrap replicates.
-      level: interval coverage (0.95 = the 2.5th to 97.5th percentile).
-      seed: numpy seed of the resampling (fixed: reruns agree).
-    """
-    v = np.atleast_2d(np.asarray(variant, dtype=np.float64))
-    b = np.atleast_2d(np.asarray(baseline, dtype=np.float64))
-    if v.shape[1] != b.shape[1]:
-        raise ValueError(f"variant has {v.shape[1]} benchmarks but the baseline has {b.shape[1]}; "
-                         f"align them on the same benchmarks first.")
-    if v.size == 0 or b.size == 0:
-        return Change(float("nan"), float("nan"), float("nan"), v.shape[1], v.shape[0], b.shape[0])
-    point = relative_change(float(np.mean(v)), float(np.mean(b)))
-    rng = np.random.default_rng(seed)
-    nb = v.shape[1]
-    bench = rng.integers(0, nb, size=(resamples, nb))
-    sv = rng.integers(0, v.shape[0], size=(resamples, v.shape[0]))
-    sb = rng.integers(0, b.shape[0], size=(resamples, b.shape[0]))
-    # Mean over the resampled seeds first (per benchmark), then over the
-    # resampled benchmarks: equals the mean of the resampled (seed, benchmark) grid.
-    v_seed = v[sv].mean(axis=1)  # (resamples, benchmarks)
-    b_seed = b[sb].mean(axis=1)
-    rows = np.arange(resamples)[:, None]
-    mv = v_seed[rows, bench].mean(axis=1)
-    mb = b_seed[rows, bench].mean(axis=1)
-    ok = mb != 0
-    lo, hi = _percentiles(100.0 * (mv[ok] - mb[ok]) / mb[ok], level)
-    return Change(point, lo, hi, nb, v.shape[0], b.shape[0], int((~ok).sum()), resamples=resamples)
-
-
-def bootstrap_mean_interval(scores: np.ndarray, resamples: int = 2000, level: float = 0.95,
-                            seed: int = 0) -> tuple[float, float, float]:
-    """Old API: (mean, low, high) of scores shaped (seeds, benchmarks), resampling both axes."""
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    if s.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    bench = rng.integers(0, s.shape[1], size=(resamples, s.shape[1]))
-    seeds = rng.integers(0, s.shape[0], size=(resamples, s.shape[0]))
-    per = s[seeds].mean(axis=1)
-    reps = per[np.arange(resamples)[:, None], bench].mean(axis=1)
-    lo, hi = _percentiles(reps, level)
-    return float(s.mean()), lo, hi

@@ -2,10 +2,12 @@
 import numpy as np
 import pytest
 
-from codemix.analysis.stats import (
-    Change,
+from codemix.analysis.benchmark_bootstrap import (
     bootstrap_mean_interval,
     bootstrap_relative_change,
+)
+from codemix.analysis.stats import (
+    Change,
     mean_interval,
     paired_change,
     relative_change,
