@@ -163,6 +163,50 @@ def cap_bytes(docs: Iterator[Doc], max_bytes: int, counts: collections.Counter) 
         yield d
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One raw file of a full corpus: `kind` says which of its family's readers
+    reads it ("jsonl", "parquet", "notebook", ...), `language` is set where the
+    folder, not the file, names it (The Stack)."""
+
+    kind: str
+    file: str
+    language: str = ""
+
+
+def load_contamination(options: CorpusOptions):
+    """The evaluation sets' 13-grams when `drop_contaminated`, else None."""
+    if not options.drop_contaminated:
+        return None
+    from codemix.data import contamination as cont
+
+    return cont.EvalNgrams.load()
+
+
+def drop_rule(d: Doc, contamination) -> str | None:
+    """The rule that drops `d` before deduplication (empty, contaminated), or None."""
+    if not d.text.strip():
+        return "empty"
+    if contamination is not None and contamination.overlaps(d.text):
+        return "contaminated"
+    return None
+
+
+def digest_of(d: Doc) -> tuple[str, bytes]:
+    """(hex text hash, its first 16 bytes: the deduplication key)."""
+    key = text_hash(d.text)
+    return key, bytes.fromhex(key[:32])
+
+
+def split_of(key: str, first: bool, fraction: float) -> str:
+    """The first kept document and those whose hash falls in `fraction` are validation."""
+    return "validation" if first or is_validation(key, fraction) else "train"
+
+
+def example_of(d: Doc) -> dict[str, str]:
+    return {"text": d.text, "family": d.family, "source": d.source, "path": d.path, "language": d.language}
+
+
 class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
     """Base for the five family builders; subclasses set FAMILY and readers."""
 
@@ -183,8 +227,22 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
         raise NotImplementedError
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
+        """The raw files of a full corpus, in read order (listing only)."""
         raise NotImplementedError
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        """One raw file's documents after the family's filters (drops counted in
+        `counts`); the in-process path passes the options' limits and one
+        counter for all files, the Beam path unlimited ones per file and checks
+        the totals against the limits after the run."""
+        raise NotImplementedError
+
+    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        for shard in self.full_shards(path, options, counts):
+            yield from self.shard_documents(shard, options, counts, options.max_bad_lines, options.max_bad_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         text = tfds.features.Text()
@@ -196,49 +254,52 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
+    def base_rules(self) -> tuple[str, ...]:
+        """Drop rules reported even when they dropped nothing."""
+        return ("empty", "exact_duplicate") + self.RULES + (("contaminated",) if self.options.drop_contaminated else ())
+
+    def raw_path(self) -> str:
+        path = dict(self.options.raw_paths).get(self.FAMILY)
+        if not path:
+            raise DataError(
+                f"family {self.FAMILY!r}: the full config needs CorpusOptions.raw_paths["
+                f"{self.FAMILY!r}] (a file, folder or glob, local or gs://)."
+            )
+        return path
+
     def _kept(self, counts: collections.Counter) -> Iterator[tuple[str, Doc]]:
         """(split, document) for every kept document, in read order.
 
         Deterministic: the same sources give the same stream, so each split's
         pass can re-read the sources instead of holding documents in memory.
         The first kept document always goes to validation so that split is
-        never empty; the rest by their text hash.
+        never empty; the rest by their text hash. The Beam path
+        (codemix/data/beam_prepare.py) calls the same per-document functions
+        (`drop_rule`, `digest_of`, `split_of`) and keeps, of each set of
+        duplicates, the one read first, as this loop does.
         """
         options = self.options
-        for rule in ("empty", "exact_duplicate") + self.RULES + (("contaminated",) if options.drop_contaminated else ()):
+        for rule in self.base_rules():
             counts[rule] += 0
         if self.builder_config.name == "full":
-            path = dict(options.raw_paths).get(self.FAMILY)
-            if not path:
-                raise DataError(
-                    f"family {self.FAMILY!r}: the full config needs CorpusOptions.raw_paths["
-                    f"{self.FAMILY!r}] (a file, folder or glob, local or gs://)."
-                )
-            docs = self.full_documents(path, options, counts)
+            docs = self.full_documents(self.raw_path(), options, counts)
         else:
             docs = cap_bytes(self.local_documents(options, counts), options.local_max_bytes, counts)
-        contamination = None
-        if options.drop_contaminated:
-            from codemix.data import contamination as cont
-
-            contamination = cont.EvalNgrams.load()
+        contamination = load_contamination(options)
         seen: set[bytes] = set()
         first = True
         for d in docs:
             counts["documents_read"] += 1
-            if not d.text.strip():
-                counts["empty"] += 1
+            rule = drop_rule(d, contamination)
+            if rule:
+                counts[rule] += 1
                 continue
-            if contamination is not None and contamination.overlaps(d.text):
-                counts["contaminated"] += 1
-                continue
-            key = text_hash(d.text)
-            digest = bytes.fromhex(key[:32])  # 16 bytes per document kept in memory
+            key, digest = digest_of(d)
             if digest in seen:
                 counts["exact_duplicate"] += 1
                 continue
             seen.add(digest)
-            split = "validation" if first or is_validation(key, options.validation_fraction) else "train"
+            split = split_of(key, first, options.validation_fraction)
             first = False
             yield split, d
 
@@ -274,7 +335,13 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
                          "by_language": collections.Counter(d.language for d in v)} for k, v in out.items()}
         return out, self._stats(counts, per_split)
 
+    beam = None  # a beam_prepare.BeamSettings: prepare the full config as one Beam pipeline
+
     def _split_generators(self, dl_manager):
+        if self.beam is not None and self.builder_config.name == "full":
+            from codemix.data import beam_prepare
+
+            return beam_prepare.split_transforms(self)
         self._passes: dict[str, dict] = {}
         return {split: self._generate_examples(split) for split in ("train", "validation")}
 
@@ -288,8 +355,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
             info["bytes"] += len(d.text.encode("utf-8", "surrogatepass"))
             info["by_source"][d.source] += 1
             info["by_language"][d.language] += 1
-            yield i, {"text": d.text, "family": d.family, "source": d.source, "path": d.path,
-                      "language": d.language}
+            yield i, example_of(d)
         if not info["documents"] and split == "train":
             raise DataError(
                 f"family {self.FAMILY!r} ({self.builder_config.name}) has no training documents "
@@ -301,6 +367,12 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
             stats = self._stats(self._counts, self._passes)
             self.info.metadata["stats"] = stats
             log.info("corpus %s/%s: %s", self.FAMILY, self.builder_config.name, json.dumps(stats))
+
+
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        from codemix.data import beam_prepare
+
+        beam_prepare.finish(self, pipeline_result)
 
 
 BUILDERS: dict[str, type[CorpusBuilder]] = {}  # family -> builder; filled by codemix/data/families/*

@@ -21,7 +21,13 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from codemix.data import local_sources, readers
-from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.corpus import (
+    CorpusBuilder,
+    CorpusOptions,
+    Doc,
+    Shard,
+    register_builder,
+)
 from codemix.data.families.text import slimpajama_documents
 
 MAX_CHANGELOG_CHARS = 20_000  # first entries only: a few packages have MB-long logs
@@ -109,7 +115,7 @@ class CodemixCodeAdjacent(CorpusBuilder):
             {"a_notebooks": local_notebooks(counts), "b_changelogs": debian_changelogs(counts)}
         )
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
         root = path.rstrip("/")
         found = [d for d in ("commits", "notebooks", "stackexchange") if tf.io.gfile.isdir(f"{root}/{d}")]
         if not found:
@@ -119,9 +125,9 @@ class CodemixCodeAdjacent(CorpusBuilder):
             )
         for missing in {"commits", "notebooks", "stackexchange"} - set(found):
             counts[f"source_missing:{missing}"] += 1
+        shards = []
         if "commits" in found:
-            yield from commit_documents(f"{root}/commits/*.jsonl*", counts, options.max_bad_lines,
-                                        options.max_bad_files)
+            shards += [Shard("commits", f) for f in readers.expand_glob(f"{root}/commits/*.jsonl*")]
         if "notebooks" in found:
             notebooks = sorted(
                 f"{d}/{f}" for d, _, files in tf.io.gfile.walk(f"{root}/notebooks") for f in files
@@ -129,10 +135,18 @@ class CodemixCodeAdjacent(CorpusBuilder):
             )
             if not notebooks:
                 counts["source_missing:notebooks"] += 1
-            for nb in notebooks:
-                yield Doc(notebook_to_text(readers.read_text_file(nb), nb), self.FAMILY, nb, nb, "jupyter")
+            shards += [Shard("notebook", nb) for nb in notebooks]
         if "stackexchange" in found:
-            yield from slimpajama_documents(
-                f"{root}/stackexchange/*.jsonl*", counts, options.max_bad_lines,
-                keep_sets=("RedPajamaStackExchange",), family=self.FAMILY, max_bad_files=options.max_bad_files,
-            )
+            shards += [Shard("stackexchange", f) for f in readers.expand_glob(f"{root}/stackexchange/*.jsonl*")]
+        return shards
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        if shard.kind == "commits":
+            return commit_documents(shard.file, counts, max_bad_lines, max_bad_files)
+        if shard.kind == "notebook":
+            text = notebook_to_text(readers.read_text_file(shard.file), shard.file)
+            return iter([Doc(text, cls.FAMILY, shard.file, shard.file, "jupyter")])
+        return slimpajama_documents(shard.file, counts, max_bad_lines, keep_sets=("RedPajamaStackExchange",),
+                                    family=cls.FAMILY, max_bad_files=max_bad_files)

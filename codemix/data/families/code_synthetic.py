@@ -16,7 +16,13 @@ from collections.abc import Iterator
 
 from codemix.data import readers, synthetic_problems
 from codemix.data.contamination import CODE_SETS, EvalNgrams
-from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.corpus import (
+    CorpusBuilder,
+    CorpusOptions,
+    Doc,
+    Shard,
+    register_builder,
+)
 
 LOCAL_PROBLEMS = 6000  # generated before the byte cap; about 2.3 MB of text
 LOCAL_SEED = 20240802
@@ -46,10 +52,15 @@ class CodemixCodeSynthetic(CorpusBuilder):
                 continue
             yield Doc(text, self.FAMILY, source, f"{p.template}#{i}", "python")
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        for file, line, rec in readers.read_jsonl(path, ("problem", "solution", "tests"), counts,
-                                                  options.max_bad_lines, options.max_bad_files):
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
+        return [Shard("jsonl", f) for f in readers.expand_glob(path)]
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        for file, line, rec in readers.read_jsonl(shard.file, ("problem", "solution", "tests"), counts,
+                                                  max_bad_lines, max_bad_files):
             tests = rec["tests"]
             tests = tuple(tests) if isinstance(tests, list) else (str(tests),)
             p = synthetic_problems.Problem("", "user", str(rec["problem"]), str(rec["solution"]), tests)
-            yield Doc(p.render(), self.FAMILY, file, f"{file}:{line}", "python")
+            yield Doc(p.render(), cls.FAMILY, file, f"{file}:{line}", "python")

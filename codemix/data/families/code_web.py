@@ -16,7 +16,13 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from codemix.data import local_sources, readers
-from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.corpus import (
+    CorpusBuilder,
+    CorpusOptions,
+    Doc,
+    Shard,
+    register_builder,
+)
 from codemix.data.languages import CODE_LANGUAGES, extensions, language_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,21 @@ def read_local(groups: dict[str, list[tuple[str, str, str]]], family: str,
 
 def stack_documents(root: str, languages: tuple[str, ...], family: str,
                     counts: collections.Counter) -> Iterator[Doc]:
+    """The Stack Parquet, file after file (`stack_shards`, `stack_file_documents`)."""
+    for shard in stack_shards(root, languages, counts):
+        yield from stack_file_documents(shard, family, counts)
+
+
+def stack_file_documents(shard: Shard, family: str, counts: collections.Counter) -> Iterator[Doc]:
+    """One Parquet file's rows with non-null `content`, as `shard.language`."""
+    for path, row, rec in readers.read_parquet(shard.file, ("content",)):
+        if rec["content"] is None:
+            counts["null_content"] += 1
+            continue
+        yield Doc(rec["content"], family, path, f"{path}#{row}", shard.language)
+
+
+def stack_shards(root: str, languages: tuple[str, ...], counts: collections.Counter) -> list[Shard]:
     """The Stack Parquet: `<root>/<language>/*.parquet` with a `content` column.
 
     Folder names match the languages case-insensitively (`Python/` is python);
@@ -83,17 +104,13 @@ def stack_documents(root: str, languages: tuple[str, ...], family: str,
         else:
             folder_of[lang] = folder
     if unknown:
-        log.warning("%s: skipping folder(s) %s, which are not %s languages of the study; known names "
-                    "(any case): %s", root, unknown, family, sorted(languages))
+        log.warning("%s: skipping folder(s) %s, which are not languages of the study here; known names "
+                    "(any case): %s", root, unknown, sorted(languages))
     wanted = [lang for lang in languages if lang in folder_of]
     if not wanted:
         raise readers.DataError(f"{root}: none of the folders {present} is one of the languages {list(languages)}.")
-    for lang in wanted:
-        for path, row, rec in readers.read_parquet(f"{root}/{folder_of[lang]}/*.parquet", ("content",)):
-            if rec["content"] is None:
-                counts["null_content"] += 1
-                continue
-            yield Doc(rec["content"], family, path, f"{path}#{row}", lang)
+    return [Shard("parquet", f, lang) for lang in wanted
+            for f in readers.expand_glob(f"{root}/{folder_of[lang]}/*.parquet")]
 
 
 @register_builder
@@ -106,5 +123,10 @@ class CodemixCodeWeb(CorpusBuilder):
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
         return read_local(local_files(CODE_LANGUAGES, counts), self.FAMILY, counts)
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        return stack_documents(path, tuple(CODE_LANGUAGES), self.FAMILY, counts)
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
+        return stack_shards(path, tuple(CODE_LANGUAGES), counts)
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        return stack_file_documents(shard, cls.FAMILY, counts)

@@ -12,8 +12,19 @@ import os
 from collections.abc import Iterator
 
 from codemix.data import local_sources
-from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
-from codemix.data.families.code_web import local_files, read_local, stack_documents
+from codemix.data.corpus import (
+    CorpusBuilder,
+    CorpusOptions,
+    Doc,
+    Shard,
+    register_builder,
+)
+from codemix.data.families.code_web import (
+    local_files,
+    read_local,
+    stack_file_documents,
+    stack_shards,
+)
 from codemix.data.languages import MARKUP_LANGUAGES, STACK_MARKUP_FOLDERS
 
 
@@ -51,5 +62,10 @@ class CodemixMarkup(CorpusBuilder):
         files = read_local(groups, self.FAMILY, counts)
         return local_sources.round_robin({"a_files": list(files), "b_metadata": metadata_descriptions(counts)})
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        return stack_documents(path, STACK_MARKUP_FOLDERS, self.FAMILY, counts)
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
+        return stack_shards(path, STACK_MARKUP_FOLDERS, counts)
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        return stack_file_documents(shard, cls.FAMILY, counts)

@@ -16,7 +16,13 @@ import os
 from collections.abc import Iterator
 
 from codemix.data import code_filter, local_sources, readers, wikitext
-from codemix.data.corpus import CorpusBuilder, CorpusOptions, Doc, register_builder
+from codemix.data.corpus import (
+    CorpusBuilder,
+    CorpusOptions,
+    Doc,
+    Shard,
+    register_builder,
+)
 
 REMOVED_SETS = ("RedPajamaGithub", "RedPajamaStackExchange")
 WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -103,7 +109,11 @@ class CodemixText(CorpusBuilder):
                                           "b_wiki": list(wikipedia_documents(counts))})
         return drop_code(both, counts)
 
-    def full_documents(self, path: str, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        return drop_code(slimpajama_documents(path, counts, options.max_bad_lines,
-                                              max_bad_files=options.max_bad_files), counts)
+    def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
+        return [Shard("jsonl", f) for f in readers.expand_glob(path)]
+
+    @classmethod
+    def shard_documents(cls, shard: Shard, options: CorpusOptions, counts: collections.Counter,
+                        max_bad_lines: float, max_bad_files: float) -> Iterator[Doc]:
+        return drop_code(slimpajama_documents(shard.file, counts, max_bad_lines, max_bad_files=max_bad_files), counts)
 
