@@ -2,12 +2,23 @@
 
     python benchmarks/train_throughput.py [--models tiny,small] [--steps 5]
         [--batch 16] [--accum 1] [--seq_len 512] [--dtype float32]
+    python benchmarks/train_throughput.py --vs_torch [--torch_python PATH]
+        [--alternations 3] [--accum 4] [--torch_accum 4] [--torch_compile]
 
 For each model: tokens/s, step time, training FLOPs per token (6N + attention,
 codemix.model.info), this host's measured matmul peak (same process, same
 dtype) and MFU = achieved FLOP/s / peak. Batches are random tokens in full
 rows: packing does not change the step's cost. Runs the real jitted,
 sharded train step (AdamW, clipping) over all local devices.
+
+--vs_torch runs `small` in codemix and in benchmarks/torch_reference.py
+(PyTorch, same architecture, FLOPs, batch and update) alternately, each run a
+fresh subprocess with the same intra-op thread count, and prints both tokens/s
+per alternation, their medians and the ratio codemix / torch with its spread
+(the min and max of the per-alternation ratios). The load on the host moves
+both alike when they alternate; compare ratios, not absolute figures. Each
+torch run computes MFU against the peak the codemix run before it measured.
+torch lives in its own venv (see benchmarks/torch_reference.py's docstring).
 """
 from __future__ import annotations
 
@@ -15,12 +26,15 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix.model.config import ModelConfig
 from codemix.model.info import model_info
@@ -106,6 +120,7 @@ def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: st
         "device_kind": kind,
         "compile_s": round(compile_s, 2),
         "step_time_s": step_time,
+        "step_times_s": times,
         "tokens_per_sec": tokens_per_sec,
         "flops_per_token": info.flops_per_token,
         "achieved_flops_per_sec": tokens_per_sec * info.flops_per_token,
@@ -114,6 +129,55 @@ def bench(name: str, steps: int, batch: int, seq_len: int, dtype: str, remat: st
         "mfu": tokens_per_sec * info.flops_per_token / peak_total,
         "final_loss": float(m["loss"]),
     }
+
+
+def _child_json(cmd: list[str], what: str) -> dict:
+    """Run one benchmark subprocess; its stdout is the JSON document."""
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout[proc.stdout.index("{"):])["results"][0]
+
+
+def vs_torch(args) -> dict:
+    """Alternate codemix and the PyTorch reference on `small` (see module doc)."""
+    torch_python = args.torch_python or os.environ.get("CODEMIX_TORCH_PYTHON")
+    if not torch_python or not os.path.exists(torch_python):
+        raise SystemExit(
+            "--vs_torch needs a Python with torch: pass --torch_python PATH (or set "
+            "CODEMIX_TORCH_PYTHON); make one with the commands in benchmarks/torch_reference.py's docstring.")
+    here = os.path.dirname(os.path.abspath(__file__))
+    threads = args.threads or os.cpu_count()
+    common = ["--batch", str(args.batch), "--seq_len", str(args.seq_len), "--steps", str(args.steps)]
+    ours_cmd = [sys.executable, os.path.join(here, "train_throughput.py"), "--models", "small",
+                "--accum", str(args.accum), *common]
+    for kv in args.model_param:
+        ours_cmd += ["--model_param", kv]
+    rows, peak = [], None
+    for i in range(args.alternations):
+        ours = _child_json(ours_cmd, "codemix run")
+        peak = ours["peak_flops_per_sec"]
+        row = {"codemix_tokens_per_sec": ours["tokens_per_sec"], "codemix_mfu": ours["mfu"],
+               "peak_flops_per_sec": peak, "load_1min": os.getloadavg()[0]}
+        for mode in ["eager"] + (["compile"] if args.torch_compile else []):
+            cmd = [torch_python, os.path.join(here, "torch_reference.py"), "--accum", str(args.torch_accum),
+                   "--threads", str(threads), "--peak_flops", str(peak), *common]
+            theirs = _child_json(cmd + (["--compile"] if mode == "compile" else []), f"torch {mode} run")
+            row[f"torch_{mode}_tokens_per_sec"] = theirs["tokens_per_sec"]
+            row[f"torch_{mode}_mfu"] = theirs["mfu"]
+            row[f"ratio_vs_{mode}"] = ours["tokens_per_sec"] / theirs["tokens_per_sec"]
+            row["torch_framework"] = theirs["framework"].rsplit(" ", 1)[0]
+        rows.append(row)
+        print(f"alternation {i + 1}/{args.alternations}: " + json.dumps(row), file=sys.stderr, flush=True)
+    summary = {"codemix_tokens_per_sec": float(np.median([r["codemix_tokens_per_sec"] for r in rows])),
+               "codemix_mfu": float(np.median([r["codemix_mfu"] for r in rows]))}
+    for mode in ["eager"] + (["compile"] if args.torch_compile else []):
+        ratios = [r[f"ratio_vs_{mode}"] for r in rows]
+        summary[f"torch_{mode}_tokens_per_sec"] = float(np.median([r[f"torch_{mode}_tokens_per_sec"] for r in rows]))
+        summary[f"ratio_vs_{mode}"] = float(np.median(ratios))
+        summary[f"ratio_vs_{mode}_min_max"] = [min(ratios), max(ratios)]
+    return {"model": "small", "batch": args.batch, "seq_len": args.seq_len, "codemix_accum": args.accum,
+            "torch_accum": args.torch_accum, "threads": threads, "alternations": rows, "summary": summary}
 
 
 def main() -> None:
@@ -126,14 +190,26 @@ def main() -> None:
     p.add_argument("--remat", default=None)
     p.add_argument("--model_param", action="append", default=[],
                    help="ModelConfig override NAME=VALUE (int), e.g. attention_block=64; repeatable")
-    p.add_argument("--accum", type=int, default=1,
-                   help="gradient accumulation microbatches per step (batch / accum rows each)")
+    p.add_argument("--accum", type=int, default=None,
+                   help="gradient accumulation microbatches per step (batch / accum rows each; "
+                        "default 1, or 4 with --vs_torch)")
+    p.add_argument("--vs_torch", action="store_true", help="alternate with benchmarks/torch_reference.py")
+    p.add_argument("--torch_python", default=None, help="the Python that has torch (--vs_torch)")
+    p.add_argument("--torch_accum", type=int, default=4, help="torch microbatches per step (--vs_torch)")
+    p.add_argument("--torch_compile", action="store_true", help="also time torch.compile (--vs_torch)")
+    p.add_argument("--alternations", type=int, default=3, help="codemix/torch pairs (--vs_torch)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (--vs_torch; default os.cpu_count(), as XLA:CPU uses)")
     args = p.parse_args()
-    results = [bench(m, args.steps, args.batch, args.seq_len, args.dtype, args.remat, args.accum,
+    head = {"host": platform.node(), "cpu_count": os.cpu_count(), "jax": jax.__version__}
+    if args.vs_torch:
+        args.accum = args.accum or 4
+        print(json.dumps({**head, "vs_torch": vs_torch(args)}, indent=2))
+        return
+    results = [bench(m, args.steps, args.batch, args.seq_len, args.dtype, args.remat, args.accum or 1,
                      {k: int(v) for k, v in (kv.split("=", 1) for kv in args.model_param)})
                for m in args.models.split(",")]
-    print(json.dumps({"host": platform.node(), "cpu_count": os.cpu_count(),
-                      "jax": jax.__version__, "results": results}, indent=2))
+    print(json.dumps({**head, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
