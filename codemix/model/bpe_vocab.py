@@ -20,10 +20,9 @@ Decoding concatenates the token strings, maps the characters back to bytes and
 decodes UTF-8 (invalid sequences become U+FFFD). Special tokens decode to
 their text, so `decode(encode(s)) == s` for any `s`.
 
-The file format (written by `codemix import`, read by `BPEVocabulary(path)`) is
-a JSON object: {"format": "codemix-bpe-1", "pre": "smollm", "tokens": [...],
-"token_types": [...], "merges": ["a b", ...], "bos_id", "eos_id", "unk_id"}.
-An imported model directory keeps it as `DIR/bpe_vocab.json`, and `DIR/model.gin`
+The file format (written by `codemix import`, read by `BPEVocabulary(path)`),
+its checks and its conversion to and from an HF `tokenizer.json` are in
+codemix/model/bpe_spec.py. An imported model directory keeps it as `DIR/bpe_vocab.json`, and `DIR/model.gin`
 binds it for the evaluation suite (codemix/eval/loading.py convention):
 
     import codemix.model.bpe_vocab
@@ -48,24 +47,16 @@ import seqio
 import tensorflow as tf
 
 import gin
-
-FORMAT = "codemix-bpe-1"
-VOCAB_FILE = "bpe_vocab.json"  # its name inside an imported model directory
-
-_GPT2_WORDS = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-
-# `tokenizer.ggml.pre` -> the regexes llama.cpp applies in order (llama-vocab.cpp).
-# llama.cpp writes GPT-2's splitter without the final `|\s+`, but its own
-# splitter for that pattern and its gap handling behave as if it were there.
-PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
-    "gpt2": (_GPT2_WORDS,),
-    "smollm": (r"\p{N}", _GPT2_WORDS),
-    "starcoder": (r"\p{N}", _GPT2_WORDS),
-    "refact": (r"\p{N}", _GPT2_WORDS),
-}
-
-# GGUF token types (gguf.TokenType): these are matched as whole tokens.
-_SPECIAL_TYPES = {2, 3, 4}  # UNKNOWN, CONTROL, USER_DEFINED
+from codemix.model.bpe_spec import (  # noqa: F401  (the spec's names are importable from here too)
+    FORMAT,
+    PRE_TOKENIZERS,
+    SPECIAL_TYPES,
+    VOCAB_FILE,
+    BPEVocabularyError,
+    check_spec,
+    hf_tokenizer_from_spec,
+    spec_from_hf_tokenizer,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,10 +94,6 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-class BPEVocabularyError(ValueError):
-    """A vocabulary file or spec that can't be used."""
-
-
 @gin.configurable
 class BPEVocabulary(seqio.Vocabulary):
     """Byte-level BPE vocabulary (see the module docstring for the algorithm).
@@ -134,7 +121,7 @@ class BPEVocabulary(seqio.Vocabulary):
                 )
             with open(path, encoding="utf-8") as f:
                 spec = json.load(f)
-        self._spec = self._check(spec, path)
+        self._spec = check_spec(spec, path)
         self._path = path
         tokens = spec["tokens"]
         self._tokens: list[str] = tokens
@@ -146,10 +133,10 @@ class BPEVocabulary(seqio.Vocabulary):
                 raise BPEVocabularyError(f"merge #{rank} {merge!r} is not two symbols separated by a space.")
             self._ranks[(left, right)] = rank
         types = spec.get("token_types") or [1] * len(tokens)
-        specials = [tokens[i] for i, t in enumerate(types) if t in _SPECIAL_TYPES and tokens[i]]
+        specials = [tokens[i] for i, t in enumerate(types) if t in SPECIAL_TYPES and tokens[i]]
         # Longest first, as llama.cpp partitions the text.
         self._specials = sorted(specials, key=lambda s: -len(s.encode("utf-8")))
-        self._special_ids = {tokens[i]: i for i, t in enumerate(types) if t in _SPECIAL_TYPES}
+        self._special_ids = {tokens[i]: i for i, t in enumerate(types) if t in SPECIAL_TYPES}
         self._patterns = [regex.compile(p) for p in PRE_TOKENIZERS[spec["pre"]]]
         self._b2u = byte_to_unicode()
         self._u2b = {u: b for b, u in self._b2u.items()}
@@ -157,23 +144,6 @@ class BPEVocabulary(seqio.Vocabulary):
         self._eos, self._bos, self._unk = spec.get("eos_id"), spec.get("bos_id"), spec.get("unk_id")
         self._word_cache: dict[str, tuple[int, ...]] = {}
         super().__init__(extra_ids=extra_ids)
-
-    @staticmethod
-    def _check(spec: dict, path: str | None) -> dict:
-        where = path or "the vocabulary spec"
-        if spec.get("format") != FORMAT:
-            raise BPEVocabularyError(f"{where} is not a codemix BPE vocabulary (format {spec.get('format')!r}, "
-                                     f"expected {FORMAT!r}).")
-        for key in ("tokens", "merges", "pre"):
-            if key not in spec:
-                raise BPEVocabularyError(f"{where} has no {key!r} field.")
-        if spec["pre"] not in PRE_TOKENIZERS:
-            raise BPEVocabularyError(
-                f"{where}: pre-tokenizer {spec['pre']!r} is not supported; codemix knows "
-                f"{sorted(PRE_TOKENIZERS)}. Add its regexes (from llama.cpp's llama-vocab.cpp) to "
-                f"codemix/model/bpe_vocab.py:PRE_TOKENIZERS."
-            )
-        return spec
 
     @classmethod
     def from_spec(cls, spec: dict) -> BPEVocabulary:
@@ -333,71 +303,3 @@ class BPEVocabulary(seqio.Vocabulary):
         if len(self._word_cache) < 200_000:
             self._word_cache[word] = result
         return result
-
-
-# --- HF `tokenizer.json` (the `tokenizers` library's format) ------------------------
-
-def _hf_pre_name(pre: dict | None) -> str | None:
-    """Our pre-tokenizer name for an HF pre_tokenizer, or None if it is another kind."""
-    if not pre:
-        return None
-    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
-    kinds = [(s.get("type"), s.get("individual_digits"), s.get("use_regex", True), s.get("add_prefix_space"))
-             for s in steps]
-    if kinds == [("ByteLevel", None, True, False)]:
-        return "gpt2"
-    if kinds == [("Digits", True, True, None), ("ByteLevel", None, True, False)]:
-        return "smollm"
-    return None
-
-
-def spec_from_hf_tokenizer(data: dict, special_ids: dict | None = None, source: str = "tokenizer.json") -> dict:
-    """A vocabulary spec from an HF byte-level BPE `tokenizer.json`.
-
-    `special_ids` may give bos_id / eos_id / unk_id (from config.json). Added
-    tokens become CONTROL (special) or USER_DEFINED types, as llama.cpp's
-    converter makes them.
-    """
-    model = data.get("model") or {}
-    if model.get("type") != "BPE" or (data.get("decoder") or {}).get("type") != "ByteLevel":
-        raise BPEVocabularyError(f"{source} is not a byte-level BPE tokenizer (model {model.get('type')!r}).")
-    if model.get("ignore_merges") or data.get("normalizer"):
-        raise BPEVocabularyError(f"{source}: ignore_merges / a normalizer are not supported.")
-    pre = _hf_pre_name(data.get("pre_tokenizer"))
-    if pre is None:
-        raise BPEVocabularyError(
-            f"{source}: pre-tokenizer {json.dumps(data.get('pre_tokenizer'))[:200]} is not one codemix knows "
-            f"(GPT-2 ByteLevel, optionally after Digits(individual_digits=True))."
-        )
-    vocab = dict(model["vocab"])
-    types = {}
-    for added in data.get("added_tokens", []):
-        vocab[added["content"]] = added["id"]
-        types[added["id"]] = 3 if added.get("special") else 4
-    size = max(vocab.values()) + 1
-    tokens = [f"[PAD{i}]" for i in range(size)]
-    token_types = [5] * size  # UNUSED until filled
-    for text, i in vocab.items():
-        tokens[i] = text
-        token_types[i] = types.get(i, 1)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    ids = special_ids or {}
-    return {"format": FORMAT, "pre": pre, "tokens": tokens, "token_types": token_types, "merges": merges,
-            "bos_id": ids.get("bos_id"), "eos_id": ids.get("eos_id"), "unk_id": ids.get("unk_id")}
-
-
-def hf_tokenizer_from_spec(spec: dict) -> dict:
-    """The HF `tokenizer.json` equivalent of a spec (for exported checkpoints)."""
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    pre = byte_level if spec["pre"] == "gpt2" else {
-        "type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]}
-    types = spec.get("token_types") or [1] * len(spec["tokens"])
-    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
-              "special": types[i] == 3} for i, t in enumerate(spec["tokens"]) if types[i] in (3, 4)]
-    return {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
-        "pre_tokenizer": pre, "post_processor": {**byte_level, "trim_offsets": False}, "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": {t: i for i, t in enumerate(spec["tokens"])}, "merges": list(spec["merges"])},
-    }
