@@ -342,8 +342,9 @@ def finish(builder: CorpusBuilder, result) -> None:
 
 def prepare(family: str, options: CorpusOptions, settings: BeamSettings) -> CorpusBuilder:
     """Prepare `family`'s full config on Beam once (no-op when already prepared)."""
-    from codemix.data import corpora
     import tensorflow_datasets as tfds
+
+    from codemix.data import corpora
 
     builder = corpora.get_builder(family, options)
     if builder.builder_config.name != "full":

@@ -14,9 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-WORDS = ("river village morning hill bridge harvest winter market letter garden teacher "
-         "station summer window history council evening journey mountain forest library "
-         "music doctor silver ocean island kingdom painter theory lantern meadow").split()
+WORDS = ["river", "village", "morning", "hill", "bridge", "harvest", "winter", "market", "letter", "garden", "teacher", "station", "summer", "window", "history", "council", "evening", "journey", "mountain", "forest", "library", "music", "doctor", "silver", "ocean", "island", "kingdom", "painter", "theory", "lantern", "meadow"]
 CODE = "def f{i}(x):\n    return x * {i} + 1\n\nfor k in range({i}):\n    print(f{i}(k))\n"
 SETS = ("RedPajamaCommonCrawl", "RedPajamaC4", "RedPajamaWikipedia", "RedPajamaBook", "RedPajamaArXiv")
 
