@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from codemix.eval import mesh as eval_mesh
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
 
@@ -85,13 +86,8 @@ def make_nll_fn(cfg: ModelConfig, param_sharding=None, batch_sharding=None, mesh
 def _put(rows: dict[str, np.ndarray], batch_sharding) -> dict:
     if batch_sharding is None:
         return {k: jnp.asarray(v) for k, v in rows.items()}
-    n = jax.process_count()
-    out = {}
-    for k, v in rows.items():
-        local = v.shape[0] // n
-        lo = jax.process_index() * local
-        out[k] = jax.make_array_from_process_local_data(batch_sharding[k], v[lo : lo + local], v.shape)
-    return out
+    # Each process hands over the rows its devices hold (identical global rows everywhere).
+    return {k: eval_mesh.put_global(v, batch_sharding[k]) for k, v in rows.items()}
 
 
 def row_nll(feats: dict[str, np.ndarray], params, nll_fn, batch_size: int, batch_sharding=None) -> np.ndarray:
@@ -181,6 +177,16 @@ def records(results: dict[str, FamilyResult], run: str, step: int) -> tuple[list
 
 def evaluate_model(cfg: ModelConfig, params, vocab, docs: dict, sequence_length: int,
                    batch_size: int) -> dict[str, FamilyResult]:
-    """Held-out results of one model on one device, tokenized with its own vocabulary."""
-    ev = HeldOutEvaluator(cfg, lambda t: vocab.encode(t), vocab.eos_id, sequence_length, batch_size, docs)
+    """Held-out results of one model tokenized with its own vocabulary, on the
+    mesh its params live on (`batch_size` rounded up to the row shards) or on
+    one device."""
+    mesh = eval_mesh.mesh_of(params)
+    shardings = {}
+    if mesh is not None:
+        batch_size = eval_mesh.round_rows(batch_size, mesh)
+        rows = eval_mesh.row_sharding(mesh)
+        shardings = {"param_sharding": jax.tree.map(lambda x: x.sharding, params),
+                     "batch_sharding": {k: rows for k in _FEATURES}, "mesh": mesh}
+    ev = HeldOutEvaluator(cfg, lambda t: vocab.encode(t), vocab.eos_id, sequence_length, batch_size, docs,
+                          **shardings)
     return ev(params)

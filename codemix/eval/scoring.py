@@ -28,6 +28,12 @@ groups (each with its own copy of the context); a single request that is still
 too long keeps its continuation and the end of its context (left truncation,
 counted and logged).
 
+On a mesh (params sharded by `codemix.eval.mesh`), each batch's rows are
+split over the mesh's batch axes and every host feeds its own rows; the rows
+per call are rounded up to a multiple of the row shards (the added rows are
+all padding and score nothing), and the scored log-probs are gathered to
+every host.
+
 `score_naive` scores one request per call (padded to a multiple of 64 tokens,
 full logits); it is the baseline of benchmarks/eval_throughput.py and a
 reference in tests.
@@ -43,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from codemix.eval import mesh as eval_mesh
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
 
@@ -217,13 +224,14 @@ def score_packed(
     for g in groups:
         buckets.setdefault(next(L for L in sizes if g.size <= L), []).append(g)
     out = np.zeros((len(requests),))
+    mesh = eval_mesh.mesh_of(params)
     for length, bucket in sorted(buckets.items()):
-        rows = max(1, batch_size * row_len // length)
-        _score_bucket(cfg, params, bucket, len(requests), length, rows, progress, out)
+        rows = eval_mesh.round_rows(max(1, batch_size * row_len // length), mesh)
+        _score_bucket(cfg, params, bucket, len(requests), length, rows, progress, out, mesh)
     return out
 
 
-def _score_bucket(cfg, params, groups, n_requests, row_len, batch_size, progress, out) -> None:
+def _score_bucket(cfg, params, groups, n_requests, row_len, batch_size, progress, out, mesh=None) -> None:
     arrays, spans = _pack_groups(groups, n_requests, row_len)
     rows = arrays["inputs"].shape[0]
     padded = -(-rows // batch_size) * batch_size
@@ -249,10 +257,11 @@ def _score_bucket(cfg, params, groups, n_requests, row_len, batch_size, progress
         slots = np.zeros((k,), np.int32)
         slots[:flat.size] = flat
         targets = b["targets"].reshape(-1)[slots]
+        b = eval_mesh.put_rows(mesh, {name: b[name] for name in ("inputs", "segment_ids", "positions", "branch_ids")})
         res = scored_logprobs(cfg, params, b["inputs"], b["segment_ids"], b["positions"],
-                              b["branch_ids"], slots, targets)
+                              b["branch_ids"], *eval_mesh.put_replicated(mesh, (slots, targets)))
         r, c = np.divmod(flat, row_len)
-        lp[s + r, c] = np.asarray(res, np.float64)[:flat.size]
+        lp[s + r, c] = np.asarray(eval_mesh.gather(res), np.float64)[:flat.size]
     for i, span in enumerate(spans):
         if span is not None:
             row, a, z = span

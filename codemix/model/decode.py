@@ -17,6 +17,12 @@ sequence.
 
 Shapes are bucketed (prompt width and batch rows padded up) so one compiled
 step serves many batches.
+
+Placement. Where the batch, the cache and the outputs live is a `Placement`:
+this module's default is one device (numpy in, device_get out);
+`codemix.eval.mesh.placement(params)` gives the mesh one (rows over the
+mesh's batch axes, each host feeding its rows, tokens gathered to every host),
+so every process runs the same steps and stops at the same step.
 """
 from __future__ import annotations
 
@@ -73,6 +79,29 @@ class StopSequences:
         return self._first_stop(self.detokenize(tokens)) != -1
 
 
+class Placement:
+    """Single-device placement (the default): arrays stay as they are.
+
+    A subclass on a mesh rounds the batch rows up to its row shards, puts
+    row-first arrays and replicated values on the mesh, builds sharded caches
+    and gathers results to host numpy on every process."""
+
+    def round_rows(self, rows: int) -> int:
+        return rows
+
+    def rows(self, x):
+        return x
+
+    def replicated(self, x):
+        return x
+
+    def gather(self, tree):
+        return jax.device_get(tree)
+
+    def init_cache(self, cfg: ModelConfig, batch: int, max_len: int) -> list[dict]:
+        return decoder.init_cache(cfg, batch, max_len)
+
+
 def _round_up(n: int, multiple: int) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
@@ -114,6 +143,7 @@ def generate(
     pad_multiple: int = 64,
     check_every: int = 8,
     progress: bool = False,
+    placement: Placement | None = None,
 ) -> list[list[int]]:
     """Generate up to `max_new_tokens` tokens after each prompt.
 
@@ -134,6 +164,8 @@ def generate(
         shapes get compiled.
       check_every: steps between host-side stop checks.
       progress: show a tqdm bar over batches.
+      placement: where batches and caches live (default: one device); on a
+        mesh `batch_size` is rounded up to a multiple of its row shards.
 
     Returns: one list of generated token ids per prompt, in input order.
     """
@@ -142,6 +174,8 @@ def generate(
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty; generation needs at least one prompt token.")
+    placement = placement or Placement()
+    batch_size = placement.round_rows(batch_size)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -156,7 +190,7 @@ def generate(
         out = _generate_batch(
             cfg, params, rows, batch_size, max_new_tokens, eos_id, is_done,
             temperature, jax.random.fold_in(key, b), pad_multiple, check_every,
-            valid_vocab_size or cfg.vocab_size,
+            valid_vocab_size or cfg.vocab_size, placement,
         )
         for i, tokens in zip(idx, out):
             results[i] = tokens
@@ -164,7 +198,7 @@ def generate(
 
 
 def _generate_batch(cfg, params, rows, batch_size, max_new_tokens, eos_id, is_done,
-                    temperature, key, pad_multiple, check_every, valid) -> list[list[int]]:
+                    temperature, key, pad_multiple, check_every, valid, placement) -> list[list[int]]:
     n = len(rows)
     width = _round_up(max(len(r) for r in rows), pad_multiple)
     tokens = np.zeros((batch_size, width), np.int32)
@@ -178,21 +212,22 @@ def _generate_batch(cfg, params, rows, batch_size, max_new_tokens, eos_id, is_do
         pos[r, width - len(row):] = np.arange(len(row))
         lengths[r] = len(row)
     cache_len = width + _round_up(max_new_tokens, pad_multiple)
-    caches = decoder.init_cache(cfg, batch_size, cache_len)
-    logits, caches = _prefill(cfg, params, tokens, segs, pos, caches)
+    caches = placement.init_cache(cfg, batch_size, cache_len)
+    logits, caches = _prefill(cfg, params, *placement.rows([tokens, segs, pos]), caches)
     greedy = temperature <= 0.0
-    temp = jnp.float32(max(temperature, 1e-6))
+    temp = placement.replicated(jnp.float32(max(temperature, 1e-6)))
+    valid = placement.replicated(jnp.int32(valid))
     generated: list[jax.Array] = []
     host: np.ndarray = np.zeros((batch_size, 0), np.int32)
     done = np.zeros((n,), bool)
     for t in range(max_new_tokens):
         token, logits, caches = _step(
-            cfg, params, logits, jnp.asarray(lengths + t), caches,
-            jax.random.fold_in(key, t), temp, jnp.int32(valid), greedy,
+            cfg, params, logits, placement.rows(lengths + t), caches,
+            placement.replicated(jax.random.fold_in(key, t)), temp, valid, greedy,
         )
         generated.append(token)
         if (t + 1) % check_every == 0 or t + 1 == max_new_tokens:
-            host = np.concatenate([host, np.stack(jax.device_get(generated), axis=1)], axis=1)
+            host = np.concatenate([host, np.stack(placement.gather(generated), axis=1)], axis=1)
             generated = []
             for r in range(n):
                 if done[r]:
