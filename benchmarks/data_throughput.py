@@ -38,6 +38,7 @@ def main() -> None:
     from codemix.data import pipeline, tasks
     from codemix.data.vocab import VOCABULARY
 
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse([], args.gin_param, finalize=False)
     it = pipeline.make_train_iterator(mixture=args.mixture, sequence_length=args.sequence_length,
                                       batch_size=args.batch_size, process_index=0, process_count=1)

@@ -52,6 +52,7 @@ def main() -> None:
         cfg, params, vocab, _ = load_model_for_eval(args.checkpoint)
     else:
         if args.vocab == "byte":
+            import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
             config.parse(["gin/runs/tiny_cpu.gin"], finalize=False)
             vocab = seqio.ByteVocabulary()
         else:

@@ -95,6 +95,7 @@ def model_config(case: dict):
     from codemix.model.config import ModelConfig
 
     gin.clear_config()
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     cm_config.parse([f"gin/models/{case['model']}.gin"], finalize=False)
     return ModelConfig().replace(**{"dtype": "float32", "remat": "none", **case["kw"]})
 

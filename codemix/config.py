@@ -54,9 +54,12 @@ def resolve_gin_file(name: str) -> str:
 
 
 def parse(gin_files: Sequence[str], gin_params: Sequence[str] = (), finalize: bool = True) -> None:
-    """Parse gin files then bindings; any gin error becomes one ConfigError."""
-    import codemix.registry  # noqa: F401  (registers every configurable)
+    """Parse gin files then bindings; any gin error becomes one ConfigError.
 
+    Only configurables already imported can be named: the entry point (a
+    command module, or a caller parsing a whole run's config) imports
+    `codemix.registry` first, so this gin plumbing depends on nothing else
+    in codemix."""
     add_search_paths()
     files = [resolve_gin_file(f) for f in gin_files]
     try:

@@ -3,7 +3,7 @@ gin file can name them without import statements of its own."""
 import codemix.data.local_text  # noqa: F401
 import codemix.data.pipeline  # noqa: F401
 import codemix.eval.hook  # noqa: F401  (EvalHook; also registers the benchmark tasks)
-import codemix.eval.loading  # noqa: F401  (eval_vocabulary)
+import codemix.eval.vocabulary  # noqa: F401  (eval_vocabulary)
 import codemix.model.config  # noqa: F401
 import codemix.train.optimizer  # noqa: F401
 import codemix.train.partitioning  # noqa: F401

@@ -7,6 +7,7 @@ from pathlib import Path
 import gin
 import pytest
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config
 from codemix.data import mixtures
 from codemix.experiments import matrix, runner

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import gin
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config
 
 CHECKOUT = Path(__file__).resolve().parent.parent

@@ -80,7 +80,7 @@ def _fit(args, data) -> int:
                     data, [t], form, 0, args.variants)[0][t].loo
             except ml.LawError as e:
                 loo[form] = f"not fitted: {e}"
-        opt = law.optimum(le.default_sense(t), bounds)
+        opt = mo.law_optimum(law, le.default_sense(t), bounds)
         out["targets"][t] = {"params": {n: list(v) for n, v in law.param_intervals().items()},
                              "varying": list(law.varying), "reference": law.reference, "fixed": dict(law.fixed),
                              "n_runs": law.n_runs, "n_points": law.n_points, "bootstrap": law.bootstrap,

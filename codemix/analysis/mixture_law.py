@@ -178,14 +178,6 @@ class Law:
         lo, hi = np.nanquantile(self.boot, q, axis=0), np.nanquantile(self.boot, 1 - q, axis=0)
         return {n: (float(p), float(a), float(b)) for n, p, a, b in zip(self.param_names, self.params, lo, hi)}
 
-    def optimum(self, objective="min", bounds: Mapping | None = None):
-        """`mixture_optimum.optimum({target: self}, objective, bounds)`; "min"/"max" alone mean this target."""
-        from codemix.analysis import mixture_optimum as mo
-
-        if isinstance(objective, str) and objective.strip() in ("min", "max"):
-            objective = mo.Objective(objective.strip(), {self.target: 1.0})
-        return mo.optimum({self.target: self}, objective, bounds)
-
 
 def _points(shares: np.ndarray) -> np.ndarray:
     """Index of each run's mixture point (identical share vectors, to 1e-6)."""

@@ -131,6 +131,13 @@ def _score(values: Mapping[str, np.ndarray], objective: Objective) -> np.ndarray
     return total
 
 
+def law_optimum(law: Law, objective: str | Objective = "min", bounds: Mapping | None = None) -> Optimum:
+    """`optimum({law.target: law}, objective, bounds)`; "min"/"max" alone mean the law's own target."""
+    if isinstance(objective, str) and objective.strip() in ("min", "max"):
+        objective = Objective(objective.strip(), {law.target: 1.0})
+    return optimum({law.target: law}, objective, bounds)
+
+
 def optimum(laws: Mapping[str, Law], objective: str | Objective, bounds: Mapping | None = None,
             level: float = LEVEL) -> Optimum:
     """The best mixture under `objective` (see the module docstring); LawError when nothing is feasible."""

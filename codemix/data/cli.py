@@ -140,6 +140,7 @@ def run(args) -> int:
     from codemix import config
     from codemix.data.readers import DataError
 
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     try:
         if args.data_command == "prepare":

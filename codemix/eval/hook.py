@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import gin
 import jax
 
-from codemix.eval import loading, tasks
+from codemix.eval import tasks, vocabulary
 from codemix.eval.runner import EvalSettings, Evaluator, write_results
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class EvalHook:
 
     def _vocabulary(self):
         if self._vocab is None:
-            self._vocab = loading.run_vocabulary("the run's gin config (EvalHook)")
+            self._vocab = vocabulary.run_vocabulary("the run's gin config (EvalHook)")
         return self._vocab
 
     def __call__(self, step: int, state: dict, cfg, workdir: str) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 import gin
+import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
 
 from codemix import config as cm_config
 from codemix.experiments.matrix import Run, Variant, expand, final_run

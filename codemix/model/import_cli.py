@@ -176,6 +176,7 @@ def load_model_dir(directory: str):
         params_dir = os.path.join(ckpt, str(steps[-1]), "params")
     gin.clear_config()
     try:
+        import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
         codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
         cfg = ModelConfig()
     finally:

@@ -48,6 +48,7 @@ def run(args) -> int:
     from codemix.train.guards import NonFiniteLoss
     from codemix.train.trainer import Preempted, train
 
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param)
     created = not os.path.exists(args.workdir)
     try:

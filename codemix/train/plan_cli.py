@@ -70,6 +70,7 @@ def run(args) -> int:
     from codemix.model.config import ModelConfig
     from codemix.train import planner
 
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     cfg = ModelConfig()
     it = _bindings("make_train_iterator")

@@ -21,14 +21,14 @@ def evaluate_missing(root: Path) -> None:
 
     import gin
     from codemix.data import pipeline
-    from codemix.eval import loading
+    from codemix.eval import loading, vocabulary
     from codemix.eval.runner import EvalSettings, Evaluator, write_results
 
     for run in sorted((root / "runs").iterdir()):
         if (run / "eval.json").exists():
             continue
         mixture = json.loads((run / "lineage.json").read_text())["mixture"]
-        with mock.patch.object(loading, "eval_vocabulary", lambda m=mixture: pipeline.data_vocabulary(m)):
+        with mock.patch.object(vocabulary, "eval_vocabulary", lambda m=mixture: pipeline.data_vocabulary(m)):
             cfg, params, vocab, info = loading.load_model_for_eval(str(run))
         gin.clear_config()
         settings = EvalSettings(bootstrap_resamples=200, row_len=256)

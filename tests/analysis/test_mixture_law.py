@@ -100,8 +100,8 @@ def test_optimum_of_convex_sum_without_and_with_constraint():
 
 def test_optimum_single_target_max_and_bounds():
     law = _exp_law(2.0)
-    assert law.optimum("max").as_dict()["text"] == pytest.approx(1.0)
-    assert law.optimum("max", {"text": (0.0, 0.4)}).as_dict()["text"] == pytest.approx(0.4)
+    assert mo.law_optimum(law, "max").as_dict()["text"] == pytest.approx(1.0)
+    assert mo.law_optimum(law, "max", {"text": (0.0, 0.4)}).as_dict()["text"] == pytest.approx(0.4)
     with pytest.raises(ml.LawError, match="no mixture"):
         mo.optimum({"A": law}, "min A; A <= 0.5")
 

@@ -106,6 +106,7 @@ def test_cli_unknown_benchmark_lists_valid_names(workdir, tmp_path, capsys):
 def test_eval_hook_returns_metrics_and_writes_step_results(tmp_path, params):
     from codemix import config
 
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse([], ["make_train_iterator.mixture = 'local_text'", "EvalHook.benchmarks = ['copa']",
                       "EvalHook.limit = 3", "EvalHook.every = 5"], finalize=False)
     hook = EvalHook()

@@ -1,6 +1,7 @@
 """The experiment matrix expands into the expected runs and parents."""
 import pytest
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix.experiments import runner
 from codemix.experiments.matrix import Stage, Variant, expand, study_matrix

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix.model import decoder, info
 from codemix.model.config import ModelConfig

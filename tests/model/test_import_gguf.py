@@ -147,6 +147,7 @@ def test_import_cli_writes_a_model_dir_a_stage_can_start_from(imported, tmp_path
     assert codemix_import("--from", smollm2_path(), "--output", str(out)) == 0
     assert "134.5M params" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["bpe_vocab.json", "model.gin", "params"]
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     codemix_config.parse([str(out / "model.gin")], finalize=False)
     cfg = ModelConfig()
     assert cfg == imported.cfg

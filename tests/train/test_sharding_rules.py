@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix import pytree
 from codemix.model import decoder

@@ -10,6 +10,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix.data.pipeline import make_train_iterator
 from codemix.main import main
