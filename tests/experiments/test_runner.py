@@ -33,6 +33,7 @@ def experiment(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_lineage_records_stage_parent_and_budget(experiment):
     lin = json.loads((experiment / "runs" / CONT / "lineage.json").read_text())
     assert lin["status"] == "finished" and lin["stage"] == "continue"
@@ -45,6 +46,7 @@ def test_lineage_records_stage_parent_and_budget(experiment):
         "solo", "staged"]
 
 
+@pytest.mark.slow
 def test_continue_starts_fresh_optimizer_and_step_counter(experiment):
     m = read_metrics(str(experiment / "runs" / CONT))
     assert [r["step"] for r in m] == [1, 2]
@@ -52,6 +54,7 @@ def test_continue_starts_fresh_optimizer_and_step_counter(experiment):
     assert _opt_count(experiment / "runs" / CONT, 2) == 2  # not 4 + 2: fresh Adam
 
 
+@pytest.mark.slow
 def test_cooldown_anneals_linearly_to_the_final_lr(experiment):
     m = read_metrics(str(experiment / "runs" / COOL))
     assert m[0]["lr"] == pytest.approx(1e-3)  # COOLDOWN_LR at step 0
@@ -62,6 +65,7 @@ def test_cooldown_anneals_linearly_to_the_final_lr(experiment):
     assert float(make_schedule(2, "linear", peak=1e-3, final_lr=1e-6)(2)) == pytest.approx(1e-6)
 
 
+@pytest.mark.slow
 def test_continue_starts_from_parents_exact_weights(tmp_path):
     runner.run_experiment(MICRO, str(tmp_path), only=["staged"], progress=False,
                           run_params=["LR = 0.0", "COOLDOWN_LR = 0.0"])
@@ -71,6 +75,7 @@ def test_continue_starts_from_parents_exact_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_interrupted_experiment_resumes_without_redoing(experiment, tmp_path):
     import shutil
 
@@ -121,6 +126,7 @@ def test_unknown_mixture_in_a_later_stage_fails_the_dry_run(tmp_path):
     assert not (tmp_path / "w" / "runs").exists()  # nothing trained
 
 
+@pytest.mark.slow
 def test_finished_run_without_checkpoints_is_trained_again(tmp_path):
     import shutil
 

@@ -3,8 +3,11 @@ import socket
 import subprocess
 
 import numpy as np
+import pytest
 
 from tests.train.helpers import MICRO, REPO, env, metrics, run_train, train_cmd
+
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 STEPS = 6
 PARAMS = MICRO + [f"TRAIN_STEPS={STEPS}", "make_train_iterator.shard_mode='rows'",

@@ -4,8 +4,11 @@ import subprocess
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tests.train.helpers import MICRO, REPO, env, metrics, run_train, train_cmd, wait_for_step
+
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 STEPS = 24
 PARAMS = MICRO + [f"TRAIN_STEPS={STEPS}", "train.checkpoint_every=4", "train.keep_checkpoints=2"]

@@ -149,6 +149,7 @@ def test_missing_init_checkpoint_is_named(tmp_path):
         checkpointing.resolve_params_dir(str(tmp_path / "empty_run"))
 
 
+@pytest.mark.slow
 def test_relative_workdir_and_init_from_work(tmp_path):
     # `codemix experiment run ... --workdir runs/demo` (the README's command)
     # passes relative paths; Orbax refuses those unless they are made absolute.
