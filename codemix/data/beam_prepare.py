@@ -363,7 +363,7 @@ def prepare(family: str, options: CorpusOptions, settings: BeamSettings) -> Corp
 def dry_run(family: str, options: CorpusOptions, settings: BeamSettings, argv: list[str]) -> str:
     """The pipeline options and the exact command that submits this preparation."""
     lines = [f"family: {family} (full), raw files: {dict(options.raw_paths).get(family)}",
-             f"output: {options.data_dir}/{options.fingerprint(family)}",
+             f"output: {options.data_dir}/<fingerprint of the options and raw file listing>/ (not listed here)",
              "pipeline options:"]
     lines += [f"  {a}" for a in settings.args()]
     if settings.runner == "DataflowRunner":
@@ -374,6 +374,6 @@ def dry_run(family: str, options: CorpusOptions, settings: BeamSettings, argv: l
             lines.append("  (workers install codemix from a requirements file: add "
                          "requirements_file=<file listing codemix and apache-beam[gcp]>)")
         if not str(options.data_dir).startswith("gs://"):
-            lines.append("  (Dataflow workers write the corpus: --data_dir must be a gs:// path)")
+            lines.append("  (Dataflow workers write the corpus: set CorpusOptions.data_dir to a gs:// path)")
     lines += ["command:", "  " + shlex.join(a for a in argv if a != "--dry_run")]
     return "\n".join(lines)

@@ -103,3 +103,21 @@ def test_beam_options_parse_and_bad_items_are_named():
         beam_prepare.parse_options("project=p,region")
     with pytest.raises(DataError, match="unknown --beam_runner 'Dataflow'"):
         beam_prepare.settings_for("Dataflow")
+
+
+def test_dry_run_prints_options_and_the_submit_command_without_listing_files():
+    import argparse
+
+    from codemix.data import beam_cli
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--family", action="append")
+    beam_cli.add_prepare_arguments(p)
+    argv = ["data", "prepare", "--family", "text", "--raw_path", "text=gs://b/sp/*.jsonl.zst",
+            "--beam_runner", "DataflowRunner", "--beam_options", "project=p,region=r,temp_location=gs://b/t",
+            "--dry_run"]
+    text = beam_cli.prepare(p.parse_args(argv[2:]), argv)  # gs:// is never touched: no network here
+    assert "  --runner=DataflowRunner\n  --project=p\n  --region=r\n  --temp_location=gs://b/t" in text
+    assert "requirements_file" in text and "CorpusOptions.data_dir to a gs:// path" in text
+    assert text.endswith("codemix data prepare --family text --raw_path 'text=gs://b/sp/*.jsonl.zst' "
+                         "--beam_runner DataflowRunner --beam_options project=p,region=r,temp_location=gs://b/t")

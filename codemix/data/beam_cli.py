@@ -1,0 +1,72 @@
+"""The Beam flags of `codemix data prepare` and what they run.
+
+  codemix data prepare --family text --raw_path text=gs://b/slimpajama/*.jsonl.zst \\
+      --beam_runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
+  codemix data prepare --family text --beam_runner DataflowRunner \\
+      --beam_options project=P,region=us-central1,temp_location=gs://b/tmp,requirements_file=req.txt --dry_run
+
+Without --beam_runner, prepare runs in-process as before. Nothing here imports
+Beam until a Beam run is asked for, so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from codemix.data.readers import DataError
+
+
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw_path", action="append", default=[], metavar="FAMILY=PATH",
+                   help="raw files of a family's full config (file, folder or glob, local or gs://); "
+                        "same as CorpusOptions.raw_paths (repeatable).")
+    p.add_argument("--beam_runner", default=None,
+                   help="prepare full configs on Apache Beam: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner.")
+    p.add_argument("--beam_options", default="", help="pipeline options k=v,k=v passed through to the runner.")
+    p.add_argument("--direct_num_workers", type=int, default=None, help="DirectRunner worker count.")
+    p.add_argument("--direct_running_mode", default=None,
+                   help="DirectRunner mode: in_memory, multi_threading or multi_processing.")
+    p.add_argument("--dry_run", action="store_true",
+                   help="print the pipeline options and the command that submits it; run nothing.")
+
+
+def options_with_raw_paths(raw_path: list[str]):
+    from codemix.data import corpus
+
+    options = corpus.CorpusOptions()
+    raw = dict(options.raw_paths)
+    for item in raw_path:
+        family, sep, path = item.partition("=")
+        if not sep or family not in corpus.FAMILIES or not path:
+            raise DataError(f"--raw_path {item!r} is not FAMILY=PATH with FAMILY one of {list(corpus.FAMILIES)}.")
+        raw[family] = path
+    return dataclasses.replace(options, raw_paths=raw)
+
+
+def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> dict | str:
+    """Stats per family (dict), or the dry run's text (str)."""
+    from codemix.data import corpora, corpus
+
+    options = options_with_raw_paths(args.raw_path)
+    families = args.family or list(corpus.FAMILIES)
+    if not args.beam_runner:
+        if args.dry_run:
+            raise DataError("--dry_run describes a Beam run; add --beam_runner (e.g. DataflowRunner).")
+        return {f: corpora.stats(f, options) for f in families}
+    from codemix.data import beam_prepare
+
+    settings = beam_prepare.settings_for(args.beam_runner, args.beam_options)
+    extra = {k: str(v) for k, v in (("direct_num_workers", args.direct_num_workers),
+                                    ("direct_running_mode", args.direct_running_mode)) if v is not None}
+    settings = dataclasses.replace(settings, options={**extra, **dict(settings.options)})
+    if args.dry_run:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        return "\n\n".join(beam_prepare.dry_run(f, options, settings, ["codemix", *argv]) for f in families)
+    out = {}
+    for f in families:
+        if options.config_for(f) == "full":
+            out[f] = dict(beam_prepare.prepare(f, options, settings).info.metadata["stats"])
+        else:
+            out[f] = corpora.stats(f, options)  # local configs stay in-process
+    return out
