@@ -1,6 +1,7 @@
 """Every test process sees 8 CPU devices, so sharded code runs for real;
 single-device tests use make_mesh.num_devices = 1."""
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -8,6 +9,9 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# JAX's compilation cache goes to a per-machine temp dir, never into the real ~/.cache.
+os.environ.setdefault("CODEMIX_COMPILATION_CACHE", os.path.join(
+    tempfile.gettempdir(), "codemix-test-jax-cache"))
 
 import gin  # noqa: E402
 import pytest  # noqa: E402

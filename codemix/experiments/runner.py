@@ -20,17 +20,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Sequence
 
 import gin
-import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
 
+import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
 from codemix import config as cm_config
 from codemix.experiments.matrix import Run, Variant, expand, final_run
-from codemix.experiments.summary import format_costs, format_summary, summarize
+from codemix.experiments.summary import format_phases, format_summary, summarize
+from codemix.train.budget import steps_for
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,6 @@ class Experiment:
         return self.batch_size * self.sequence_length
 
 
-def _enable_compilation_cache(root: Path) -> None:
-    """Runs of one experiment compile the same step programs; cache them on disk."""
-    import jax
-
-    try:
-        jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    except Exception as e:  # an older jax without the option: compile every time
-        log.info("no persistent compilation cache: %s", e)
-
-
 def load_experiment(gin_file: str, gin_params: Sequence[str] = ()) -> Experiment:
     gin.clear_config()
     cm_config.parse([gin_file], gin_params, finalize=False)
@@ -119,10 +108,6 @@ def select(exp: Experiment, only: Sequence[str] | None) -> list[Variant]:
             f"unknown variant(s) {unknown} in --only; this experiment has: {sorted(by_name)}."
         )
     return [by_name[o] for o in only]
-
-
-def steps_of(exp: Experiment, tokens: float) -> int:
-    return int(math.ceil(tokens / exp.tokens_per_step))
 
 
 def run_bindings(exp: Experiment, run: Run, workdir: Path) -> list[str]:
@@ -227,7 +212,7 @@ def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
     gin.clear_config()
     rows = []
     for r in expand(variants, exp.seeds):
-        steps = steps_of(exp, r.stage.tokens)
+        steps = steps_for(None, r.stage.tokens, exp.tokens_per_step)
         rows.append({
             "run": r.name,
             "seed": r.seed,
@@ -253,15 +238,16 @@ def format_plan(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str]) -> dict:
-    from codemix.train.trainer import train
+def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str], clock) -> dict:
+    """Train one run with its own gin; its start-up (gin parsing) is charged to `clock` too."""
+    with clock.phase("startup"):
+        from codemix.train.trainer import train
 
-    gin.clear_config()
-    files = [exp.model_gin, exp.runtime_gin, f"gin/stages/{run.stage.kind}.gin"]
-    params = run_bindings(exp, run, workdir) + list(extra_params)
-    cm_config.parse(files, params)
+        gin.clear_config()
+        files = [exp.model_gin, exp.runtime_gin, f"gin/stages/{run.stage.kind}.gin"]
+        cm_config.parse(files, run_bindings(exp, run, workdir) + list(extra_params))
     try:
-        return train(workdir=str(run_dir(workdir, run.name)))
+        return train(workdir=str(run_dir(workdir, run.name)), clock=clock)
     finally:
         gin.clear_config()
 
@@ -318,7 +304,9 @@ def run_experiment(
         raise NotADirectoryError(f"experiment workdir {root} is a file; pass a directory (it is created "
                                  f"if missing) or move the file away.")
     root.mkdir(parents=True, exist_ok=True)
-    _enable_compilation_cache(root)
+    from codemix.train import compile_cache, phases
+
+    compile_cache.compilation_cache()  # env / default here; a run's gin may rebind it
     _write_json(root / "plan.json", plan(exp, variants))
     results: dict[str, dict] = {}
     bar = None
@@ -348,7 +336,7 @@ def run_experiment(
             "stage": r.stage.kind,
             "mixture": r.stage.mixture,
             "token_budget": float(r.stage.tokens),
-            "steps": steps_of(exp, r.stage.tokens),
+            "steps": steps_for(None, r.stage.tokens, exp.tokens_per_step),
             "tokens_per_step": exp.tokens_per_step,
             "parent": r.parent,
             "seed": r.seed,
@@ -360,12 +348,17 @@ def run_experiment(
         _write_json(path / "lineage.json", lineage)
         if bar is not None:
             bar.set_postfix_str(r.name[:40])
-        summary = _train_one(exp, r, root, run_params)
-        lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"],
-                       train_seconds=summary.get("train_seconds"), heldout_seconds=summary.get("heldout_seconds"))
-        _write_json(path / "lineage.json", lineage)
-        is_final = any(final_run(v, r.seed) == r.name for v in variants)
-        evaluation = _evaluate(exp, path) if exp.eval_stages == "all" or is_final else None
+        clock = phases.PhaseClock()
+        try:
+            summary = _train_one(exp, r, root, run_params, clock)
+            lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
+            _write_json(path / "lineage.json", lineage)
+            is_final = any(final_run(v, r.seed) == r.name for v in variants)
+            with clock.phase("benchmark_eval"):
+                evaluation = _evaluate(exp, path) if exp.eval_stages == "all" or is_final else None
+            phases.record(str(path), clock)
+        finally:
+            clock.close()
         lineage.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if evaluation is not None:
             lineage["eval"] = "eval.json"
@@ -380,7 +373,7 @@ def run_experiment(
     summary_rows = summarize(root, variants, exp.seeds)
     _write_json(root / "summary.json", summary_rows)
     print(format_summary(summary_rows))
-    print(format_costs(results))
+    print(format_phases(root, [r.name for r in runs]))
     if exp.write_report and _is_writer():
         _report(root)
     return results

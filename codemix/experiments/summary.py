@@ -1,6 +1,6 @@
 """What an experiment printed at its end: per variant and seed, the final
-run's last loss, held-out bits per byte and evaluation categories, and the
-time spent in train steps against the in-loop held-out evaluation."""
+run's last loss, held-out bits per byte and evaluation categories, and where
+the runs' wall time went (phases of codemix/train/phases.py)."""
 from __future__ import annotations
 
 import json
@@ -49,11 +49,16 @@ def format_summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def format_costs(lineages: dict[str, dict]) -> str:
-    """One line: train-step seconds, held-out evaluation seconds and their ratio."""
-    train = sum(float(lin.get("train_seconds") or 0.0) for lin in lineages.values())
-    held = sum(float(lin.get("heldout_seconds") or 0.0) for lin in lineages.values())
-    if train <= 0:
-        return "held-out evaluation: no timing recorded"
-    return (f"train steps {train:.0f} s, in-loop held-out evaluation {held:.0f} s "
-            f"({100 * held / train:.1f}% of training)")
+def format_phases(root: Path, runs: Sequence[str] | None = None) -> str:
+    """The phases of the runs (run_info.json), summed: seconds and share of wall
+    time per phase, then compile seconds and cache hits per run."""
+    from codemix.analysis import phases
+
+    frame = phases.run_phases(root, runs)
+    if not len(frame):
+        return "time per phase: no run recorded its phases"
+    totals = phases.phase_totals(frame).to_string(index=False, float_format=lambda x: f"{x:.1f}")
+    per_run = phases.per_run_compile(frame)
+    per_run["run"] = per_run["run"].str.slice(0, 58)
+    return "\n".join(["time per phase, summed over runs: " + phases.describe(frame), totals, "",
+                      per_run.to_string(index=False, float_format=lambda x: f"{x:.1f}")])

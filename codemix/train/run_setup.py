@@ -1,0 +1,176 @@
+"""Everything a run needs before its first step, built from the components
+`train()` is given (gin binds them in gin/stages/; see trainer.py).
+
+`set_up` makes, in order: the mesh, the data iterator (and so the step count
+from the token budget), the LR schedule and optimizer, the state layout (one
+rules table for params, optimizer state and batches), the checkpointer and
+the state itself -- this run's newest good checkpoint if it has one, else the
+`init_from` parent's weights, else a fresh initialisation -- the jitted train
+step and the held-out evaluator; then writes operative_config.gin and
+run_info.json. Each part is charged to its phase of the run's PhaseClock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+import gin
+from codemix.model.config import ModelConfig
+from codemix.model.info import model_info
+from codemix.train import checkpointing
+from codemix.train.budget import steps_for
+from codemix.train.metrics import peak_flops_per_device, read_metrics
+from codemix.train.phases import PhaseClock
+from codemix.train.record import fresh_meta
+from codemix.train.state import fresh_state, state_layout
+from codemix.train.step import jit_train_step, make_train_step
+
+_peaks: dict[tuple, tuple[float, str]] = {}  # measured CPU peaks, once per process
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunSetup:
+    """What the loop runs with."""
+
+    cfg: ModelConfig
+    mesh: Any
+    iterator: Any
+    train_steps: int
+    layout: Any
+    ckpt: checkpointing.Checkpointer
+    state: dict
+    meta: dict
+    start: int  # the step the loop starts after (0, or the restored step)
+    step_fn: Callable
+    heldout: Any  # HeldOutEvaluator or None
+    info: Any  # model_info
+    peak: float  # per device
+    peak_source: str
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.iterator.global_batch_size * self.iterator.sequence_length
+
+
+def _peak(override: float | None) -> tuple[float, str]:
+    key = (override, jax.devices()[0].device_kind)
+    if key not in _peaks:
+        _peaks[key] = peak_flops_per_device(override)
+    return _peaks[key]
+
+
+def truncate_metrics(workdir: str, last_step: int) -> None:
+    """After resuming from `last_step`, drop log lines of steps that will be redone."""
+    if jax.process_index() != 0:
+        return
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    keep = [r for r in read_metrics(workdir) if r["step"] <= last_step]
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+
+
+def heldout_evaluator(cfg, iterator, layout, mesh):
+    """The held-out sets packed with the run's own vocabulary and sharded like training."""
+    import seqio
+
+    from codemix.data import heldout as heldout_data
+    from codemix.eval.perplexity import HeldOutEvaluator
+    from codemix.train.state import ROW_FEATURES
+
+    vocab = seqio.get_mixture_or_task(iterator.source_names[0]).output_features["targets"].vocabulary
+    start = time.perf_counter()
+    docs = heldout_data.documents()
+    rows_sh = {k: layout.batch_shardings[k] for k in ROW_FEATURES}
+    ev = HeldOutEvaluator(cfg, vocab.encode, vocab.eos_id, iterator.sequence_length,
+                          iterator.global_batch_size, docs, layout.shardings["params"], rows_sh, mesh)
+    log.info("held-out sets: %s (%.1fs to build)",
+                 {f: p.num_rows for f, p in ev.sets.items()}, time.perf_counter() - start)
+    return ev
+
+
+def _initial_state(a: dict, cfg, optimizer, layout, ckpt, iterator, workdir: str):
+    """(state, meta, start step): resume, init_from a parent, or fresh."""
+    meta = fresh_meta(len(iterator.source_names))
+    if ckpt.latest_step() is not None:
+        log.info("resuming %s from step %d", workdir, ckpt.latest_step())
+        abstract_state = {"params": layout.abstract_params, "opt_state": layout.abstract_opt_state}
+        state, meta, latest = ckpt.restore_latest(abstract_state, layout.shardings, iterator)  # newest good one
+        truncate_metrics(workdir, latest)
+        return state, meta, latest
+    if a["init_from"]:
+        sh = layout.shardings
+        params, src_step = checkpointing.load_params(a["init_from"], layout.abstract_params, sh["params"],
+                                                     a["init_from_step"])
+        state = fresh_state(cfg, optimizer, layout, params=params)
+        if a["init_optimizer_from_parent"]:
+            state["opt_state"] = checkpointing.load_opt_state(a["init_from"], layout.abstract_opt_state,
+                                                              sh["opt_state"], src_step)
+        log.info("initialised weights from %s (step %d); %s optimizer", a["init_from"], src_step,
+                     "carried" if a["init_optimizer_from_parent"] else "fresh")
+        return state, meta, 0
+    return fresh_state(cfg, optimizer, layout, seed=a["seed"]), meta, 0
+
+
+def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
+    """Build the run from train()'s arguments `a` (see train() for each)."""
+    if a["eval_every"] is not None and a["eval_every"] <= 0:
+        raise ValueError(f"train.eval_every must be a positive number of steps or None, got {a['eval_every']}.")
+    with clock.phase("startup"):
+        cfg = a["model"] or ModelConfig()
+        os.makedirs(workdir, exist_ok=True)
+        mesh = a["make_mesh"]()
+    with clock.phase("data_setup"):
+        iterator = a["make_iterator"]()
+    if iterator.vocab_size > cfg.vocab_size:
+        raise ValueError(
+            f"the data's vocabulary has {iterator.vocab_size} ids but the model's vocab_size is "
+            f"{cfg.vocab_size}; set ModelConfig.vocab_size (macro VOCAB_SIZE) >= {iterator.vocab_size}."
+        )
+    seq_len, global_batch = iterator.sequence_length, iterator.global_batch_size
+    with clock.phase("startup"):
+        train_steps = steps_for(a["train_steps"], a["token_budget"], global_batch * seq_len)
+        schedule = a["make_schedule"](total_steps=a["schedule_steps"] or train_steps)
+        optimizer = a["make_optimizer"](schedule)
+        layout = state_layout(cfg, optimizer, mesh)
+        ckpt = checkpointing.Checkpointer(workdir, a["checkpoint_every"], a["keep_checkpoints"],
+                                          a["async_checkpoints"])
+        state, meta, start = _initial_state(a, cfg, optimizer, layout, ckpt, iterator, workdir)
+        step_fn = make_train_step(cfg, optimizer, schedule, len(iterator.source_names),
+                                  a["grad_accum_steps"], layout.row_sharding)
+        jitted = jit_train_step(step_fn, layout.shardings, layout.batch_shardings, mesh)
+    with clock.phase("data_setup"):
+        heldout = heldout_evaluator(cfg, iterator, layout, mesh) if a["heldout"] else None
+    with clock.phase("startup"):
+        info = model_info(cfg, seq_len)
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+                f.write(gin.operative_config_str())
+            run_info = {
+                "train_steps": train_steps,
+                "token_budget": a["token_budget"],
+                "tokens_per_step": global_batch * seq_len,
+                "batch_size": global_batch,
+                "sequence_length": seq_len,
+                "sources": iterator.source_names,
+                "requested_shares": iterator.rates,
+                "params": info.total_params,
+                "flops_per_token": info.flops_per_token,
+                "init_from": a["init_from"],
+                "devices": jax.device_count(),
+                "processes": jax.process_count(),
+            }
+            with open(os.path.join(workdir, "run_info.json"), "w") as f:
+                json.dump(run_info, f, indent=2)
+        peak, peak_source = _peak(a["peak_flops"])
+    return RunSetup(cfg, mesh, iterator, train_steps, layout, ckpt, state, meta, start, jitted, heldout,
+                    info, peak, peak_source)
