@@ -60,10 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save_details", default=None, help="optional JSON of per-example predictions")
     parser.add_argument("--no_resume", action="store_true",
                         help="re-evaluate every benchmark even if <output>.parts/ holds finished ones")
+    from codemix.train.cli import add_distributed_arguments
+
+    add_distributed_arguments(parser)  # on several hosts every process runs the same command
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+
+    from codemix.train.cli import init_distributed
+
+    init_distributed(args)
 
     from codemix.eval import tasks
 
@@ -119,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     meta = {"checkpoint": info.path, "limit": args.limit, "num_shots": args.num_shots,
             "fewshot_seed": args.fewshot_seed, "num_samples": args.num_samples,
             "seconds": seconds, "total_seconds": time.perf_counter() - start}
+    import jax
+
+    if jax.process_index() != 0:  # every process holds the same gathered scores
+        return 0
     write_results(args.output, records, meta, per_example)
     if args.save_details:
         with open(args.save_details, "w") as f:
