@@ -20,16 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gin
+from codemix.errors import ConfigError
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 GIN_DIR = SHIPPED_DIR / "gin"
 SEARCH_PATH = (SHIPPED_DIR, GIN_DIR)  # after the current directory, which gin always tries first
 
 _registered: set[str] = set()
-
-
-class ConfigError(Exception):
-    """A user-fixable configuration problem (bad gin file, typo, missing macro)."""
 
 
 def add_search_paths() -> None:

@@ -55,12 +55,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import optimize
 
+from codemix.errors import LawError
+
 FORMS = ("exp", "linear", "loglinear")
 LEVEL = 0.95
-
-
-class LawError(ValueError):
-    """The runs cannot support the requested law (too few, degenerate shares)."""
 
 
 def n_params(form: str, n_varying: int) -> int:

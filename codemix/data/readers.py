@@ -23,11 +23,9 @@ from typing import Any
 
 import tensorflow as tf
 
+from codemix.errors import DataError
+
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A user-fixable problem with input data: names the file, line and fix."""
 
 
 def expand_glob(pattern: str) -> list[str]:

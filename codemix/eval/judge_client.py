@@ -46,6 +46,8 @@ from typing import Self
 
 import httpx
 
+from codemix.errors import JudgeError
+
 log = logging.getLogger(__name__)
 
 VERDICTS = ("A", "B", "C")  # C = tie
@@ -63,10 +65,6 @@ USER_TEMPLATE = (
     "[Answer B]\n{answer_b}\n\n"
     "Which answer is better? Reply with one letter: A, B or C (tie)."
 )
-
-
-class JudgeError(RuntimeError):
-    """The judge endpoint could not be used (after retries where retrying makes sense)."""
 
 
 @dataclasses.dataclass(frozen=True)

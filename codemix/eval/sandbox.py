@@ -75,6 +75,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from codemix.errors import SandboxUnavailable
 from codemix.eval.sandbox_os import (
     LAUNCHER,
     MemoryCgroups,
@@ -115,10 +116,6 @@ def find_bwrap() -> str | None:
         except OSError:
             return None
     return str(path)
-
-
-class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing or does not work on this machine."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,7 @@ import importlib.util
 import json
 import os
 
-
-class DataMissingError(FileNotFoundError):
-    """A benchmark's data package (or a file in it) is not installed."""
+from codemix.errors import DataMissingError
 
 
 def package_dir(package: str, pip_name: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 
+from codemix.errors import BPEVocabularyError
+
 FORMAT = "codemix-bpe-1"
 VOCAB_FILE = "bpe_vocab.json"  # its name inside an imported model directory
 
@@ -32,10 +34,6 @@ PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
 
 # GGUF token types (gguf.TokenType): these are matched as whole tokens.
 SPECIAL_TYPES = {2, 3, 4}  # UNKNOWN, CONTROL, USER_DEFINED
-
-
-class BPEVocabularyError(ValueError):
-    """A vocabulary file or spec that can't be used."""
 
 
 def check_spec(spec: dict, path: str | None = None) -> dict:

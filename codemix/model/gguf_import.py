@@ -33,10 +33,10 @@ import os
 
 import numpy as np
 
+from codemix.errors import GGUFImportError
 from codemix.model.bpe_vocab import FORMAT, PRE_TOKENIZERS
 from codemix.model.config import ModelConfig
 from codemix.model.hf_io import (
-    CheckpointFormatError,
     codemix_to_hf,
     expected_shapes,
     hf_to_codemix,
@@ -54,10 +54,6 @@ _LAYER_TENSORS = {  # GGUF suffix -> HF name pattern
 }
 _GLOBAL_TENSORS = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
                    "output.weight": "lm_head.weight"}
-
-
-class GGUFImportError(CheckpointFormatError):
-    """A GGUF file codemix can't import; the message names the problem."""
 
 
 @dataclasses.dataclass

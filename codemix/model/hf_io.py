@@ -31,13 +31,10 @@ import os
 
 import numpy as np
 
+from codemix.errors import CheckpointFormatError
 from codemix.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointFormatError(ValueError):
-    """A checkpoint codemix can't read or represent; the message says why."""
 
 
 def _w(name: str) -> str:

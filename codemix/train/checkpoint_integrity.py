@@ -29,14 +29,12 @@ import json
 
 from etils import epath
 
+from codemix.errors import CorruptCheckpoint
+
 ITEMS = ("params", "opt_state", "data", "meta")
 
 MANIFEST = "checksums.json"
 _CHUNK = 1 << 22
-
-
-class CorruptCheckpoint(ValueError):
-    """A checkpoint whose files are missing, truncated, altered or unreadable."""
 
 
 def _item_files(step_dir: epath.Path) -> list[epath.Path]:

@@ -24,13 +24,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-
-class NonFiniteLoss(RuntimeError):
-    """The loss, gradient or state went NaN/Inf at `step`; nothing was saved after it."""
-
-    def __init__(self, step: int, message: str):
-        super().__init__(message)
-        self.step = step
+from codemix.errors import NonFiniteLoss
 
 
 @jax.jit
