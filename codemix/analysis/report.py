@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from codemix.analysis import findings, plots, tables
+from codemix.analysis import findings, phases, plots, tables
 from codemix.analysis.load import ExperimentData, load_experiment
 from codemix.analysis.paired import PairedScores
 
@@ -363,6 +363,7 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
         "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
         "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
         "## Realized mixture shares", "", _guard("shares", lambda: _shares_section(data)), "",
+        "## Time per phase", "", _guard("phases", lambda: phases.markdown(root)), "",
         "## Plots", "",
     ]
     for name, title, absent, fn, takes_scores in PLOTS:
