@@ -82,7 +82,7 @@ examples:
 key flags: --gin_file (repeatable), --accelerator v4-32 or --devices N, --gpu h100, --mfu, --json.
 example:
   codemix plan --gin_file gin/runs/tiny_cpu.gin --accelerator v4-32"""),
-    "judge": ("codemix.eval.judge_cli", "pairwise LLM-as-a-judge win rates of a candidate against a baseline", """\
+    "judge": ("codemix.commands.judge", "pairwise LLM-as-a-judge win rates of a candidate against a baseline", """\
 key flags: --candidate, --baseline (workdirs or model dirs), --judge-url or --local_judge, --output.
 example:
   codemix judge --candidate runs/code --baseline runs/text --local_judge --limit 8 --output judge.json"""),

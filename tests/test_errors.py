@@ -24,7 +24,7 @@ OLD_HOMES = {
     "CorruptCheckpoint": "codemix.train.checkpoint_integrity",
     "NonFiniteLoss": "codemix.train.guards",
     "SandboxUnavailable": "codemix.eval.sandbox",
-    "JudgeError": "codemix.eval.judge_client",
+    "JudgeError": "codemix.eval.judge.client",
     "LawError": "codemix.analysis.mixture_law",
 }
 # Exception classes that are not errors a user causes: control flow and private helpers.

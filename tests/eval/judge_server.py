@@ -1,6 +1,6 @@
 """Tiny in-process judge servers for tests that misbehave on purpose. (The
 real one, llama-cpp-python's server with SmolLM2-135M-Instruct, is started by
-`codemix.eval.judge_cli.local_llama_server`.)"""
+`codemix.eval.judge.local_server.local_llama_server`.)"""
 from __future__ import annotations
 
 import http.server

@@ -12,9 +12,10 @@ import time
 import pytest
 
 from codemix import main as codemix_main
-from codemix.eval import judge, judge_cli, prompts
-from codemix.eval.judge_cli import SERVER_DEPS, local_llama_server, smollm2_gguf
-from codemix.eval.judge_client import (
+from codemix.commands import judge as judge_cli
+from codemix.eval.judge import pairwise as judge
+from codemix.eval.judge import prompts
+from codemix.eval.judge.client import (
     JudgeClient,
     JudgeConfig,
     JudgeError,
@@ -22,6 +23,11 @@ from codemix.eval.judge_client import (
     parse_response,
     verdict_from_logprobs,
     verdict_from_text,
+)
+from codemix.eval.judge.local_server import (
+    SERVER_DEPS,
+    local_llama_server,
+    smollm2_gguf,
 )
 from tests.eval.judge_server import FakeJudge, completion, free_port
 
@@ -294,7 +300,7 @@ def test_real_judge_returns_a_verdict_from_logprobs(judge_url, tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_win_rate_with_interval_from_the_real_judge(judge_url, tiny_run, tmp_path):
-    assert codemix_main.COMMANDS["judge"][0] == "codemix.eval.judge_cli"
+    assert codemix_main.COMMANDS["judge"][0] == "codemix.commands.judge"
     parser = argparse.ArgumentParser()
     judge_cli.add_arguments(parser)
     out = tmp_path / "judge.json"

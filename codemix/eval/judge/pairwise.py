@@ -30,8 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from codemix.eval import metrics
-from codemix.eval import prompts as prompts_lib
-from codemix.eval.judge_client import JudgeClient, JudgeConfig, Judgment
+from codemix.eval.judge import prompts as prompts_lib
+from codemix.eval.judge.client import JudgeClient, JudgeConfig, Judgment
 
 log = logging.getLogger(__name__)
 
