@@ -47,6 +47,7 @@ import seqio
 
 import codemix.registry  # noqa: F401  (a run's gin names configurables from all of codemix)
 from codemix import config as codemix_config
+from codemix.eval import mesh as eval_mesh
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
 from codemix.train import checkpointing
@@ -69,7 +70,9 @@ def single_device_shardings(abstract: dict):
 
 
 def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelConfig, dict, seqio.Vocabulary, RunInfo]:
-    """(model config, params on one device, vocabulary, run info) for DIR.
+    """(model config, params, vocabulary, run info) for DIR; the params are
+    sharded over all devices like in training (codemix/eval/mesh.py), or on the
+    one device there is.
 
     `step` picks a checkpoint of a training workdir (default: the latest).
     """
@@ -90,6 +93,7 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
     try:
         codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
         cfg = ModelConfig()
+        mesh = eval_mesh.eval_mesh()  # the run's make_mesh sizes, while its gin is parsed
         vocab = run_vocabulary(gin_file, from_data=kind == "workdir")
     finally:
         gin.clear_config()
@@ -99,7 +103,8 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
             f"the vocabulary binding in {gin_file} does not belong to this model."
         )
     abstract = decoder.abstract_params(cfg)
-    params, src_step = checkpointing.load_params(directory, abstract, single_device_shardings(abstract), step)
+    params, src_step = checkpointing.load_params(directory, abstract,
+                                                 eval_mesh.param_shardings(cfg, mesh), step)
     run, info_step = os.path.basename(directory.rstrip("/")), src_step
     info_path = os.path.join(directory, "run_info.json")
     if os.path.isfile(info_path):

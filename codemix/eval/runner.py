@@ -52,6 +52,7 @@ import numpy as np
 import seqio
 
 from codemix.eval import code_harness, metrics, scoring, tasks
+from codemix.eval import mesh as eval_mesh
 from codemix.eval.results import (  # noqa: F401  (re-exported: callers import them from runner)
     SCHEMA_VERSION,
     BenchmarkResult,
@@ -197,7 +198,7 @@ class Evaluator:
             min(bench.max_new_tokens, self.settings.max_new_tokens or bench.max_new_tokens),
             eos_id=self.vocab.eos_id, is_done=stops.is_done, temperature=temperature,
             valid_vocab_size=self.vocab.vocab_size, batch_size=self.settings.gen_batch_size,
-            progress=self.settings.progress,
+            progress=self.settings.progress, placement=eval_mesh.placement(self.params),
         )
         return [stops.truncate(self.detokenize(o)) for o in outs]
 
