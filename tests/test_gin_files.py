@@ -4,10 +4,10 @@ parses together with the files it is documented to be loaded with."""
 import re
 from pathlib import Path
 
-import gin
 import pytest
 
 import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
+import gin
 from codemix import config
 from codemix.data import mixtures
 from codemix.experiments import matrix, runner
