@@ -185,8 +185,13 @@ class BatchIterator:
         tf.train.Checkpoint(iterator=self._it).read(prefix).assert_consumed()
 
 
-def _task_documents(task: str, split: str, shard_info) -> tf.data.Dataset:
-    """{"targets": int32 tokens + EOS} per document, unshuffled, one pass."""
+def _task_documents(task: str, split: str, shard_info, cache_root: str | None = None) -> tf.data.Dataset:
+    """{"targets": int32 tokens + EOS} per document, unshuffled, one pass
+    (read from the tokenized cache under `cache_root` when given)."""
+    if cache_root is not None:
+        from codemix.data import cache
+
+        return cache.cached_documents(cache_root, task, split, shard_info)
     return seqio.get_mixture_or_task(task).get_dataset(
         sequence_length=None,
         split=split,
@@ -267,6 +272,25 @@ def pattern_dataset(schedule: list[tuple[int, list[float]]], rows_per_step: int,
     return out
 
 
+def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocabulary) -> list[str | None]:
+    """Per task: `cache_dir` where it holds the task's finished cache (its
+    fingerprint checked against this run), else None (tokenize on the fly)."""
+    if not cache_dir:
+        return [None] * len(names)
+    from codemix.data import cache, corpus
+
+    roots = []
+    for name in names:
+        if name in cache.TASKS and cache.is_cached(cache_dir, name):
+            cache.check_fingerprint(cache_dir, name, vocab.sentencepiece_model_file, corpus.CorpusOptions())
+            roots.append(cache_dir)
+        else:
+            logging.getLogger(__name__).info("data: no tokenized cache of %s in %s; tokenizing on the fly",
+                                             name, cache_dir)
+            roots.append(None)
+    return roots
+
+
 def _check_enough_documents(names: Sequence[str], split: str, process_count: int) -> None:
     """Every host needs at least one document of each family task (an empty
     shard would make its endless stream wait forever)."""
@@ -295,6 +319,7 @@ def make_train_iterator(
     shuffle_buffer: int = 1024,
     process_index: int | None = None,
     process_count: int | None = None,
+    cache_dir: str | None = None,
 ) -> BatchIterator:
     """Batches for training from a SeqIO Task or Mixture.
 
@@ -311,6 +336,11 @@ def make_train_iterator(
       shuffle_buffer: documents held for shuffling per task (part of every
         data-iterator checkpoint, so kept moderate).
       process_index, process_count: host identity (default: from jax).
+      cache_dir: root of a tokenized cache (`codemix data cache`, local or
+        gs://); tasks cached there are read from it (the same batches as
+        tokenizing on the fly, refused if made with another vocabulary or
+        other corpus options), the others are tokenized. None (default):
+        tokenize every task on the fly.
     """
     import jax
 
@@ -327,14 +357,17 @@ def make_train_iterator(
     local = batch_size // process_count
     names, schedule = resolve_schedule(mixture)
     rates = schedule[0][1]
-    vocab_size = _shared_vocabulary(names).vocab_size
+    vocab = _shared_vocabulary(names)
+    vocab_size = vocab.vocab_size
+    roots = _cache_roots(names, cache_dir, vocab)
     shard = None
     if shard_mode == "files" and process_count > 1:
         shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
     if shard is not None:
         _check_enough_documents(names, split, process_count)
     streams = [
-        packed_stream(_task_documents(t, split, shard), sequence_length, seed + 7919 * i, i, shuffle_buffer)
+        packed_stream(_task_documents(t, split, shard, roots[i]), sequence_length, seed + 7919 * i, i,
+                      shuffle_buffer)
         for i, t in enumerate(names)
     ]
     rows_per_step = batch_size if shard_mode == "rows" else local

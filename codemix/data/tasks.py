@@ -67,6 +67,8 @@ def ensure_registered(name: str) -> str:
         preprocessors=[
             functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
             tokenize_fast,
+            # Up to here a task's examples can be cached offline (codemix data cache, data/cache.py).
+            seqio.CacheDatasetPlaceholder(),
             seqio.preprocessors.append_eos_after_trim,
         ],
         output_features={"targets": seqio.Feature(VOCABULARY, add_eos=True)},
