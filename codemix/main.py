@@ -1,9 +1,9 @@
 """The `codemix` command line.
 
-Each command lives in its own module, which provides `add_arguments(parser)`
-and `run(args) -> int`. Only the module of the command being run is imported,
-so `codemix --help` and a mistyped command answer at once, without JAX or
-TensorFlow. The C++ start-up logs of TensorFlow and XLA (oneDNN, cudart,
+Each command lives in its own module in codemix/commands/, named after it,
+which provides `add_arguments(parser)` and `run(args) -> int`. Only the module
+of the command being run is imported, so `codemix --help` and a mistyped
+command answer at once, without JAX or TensorFlow. The C++ start-up logs of TensorFlow and XLA (oneDNN, cudart,
 "All log messages before absl::InitializeLog()") are silenced unless
 `--log_level debug`: TF_CPP_MIN_LOG_LEVEL=2 is set before any command module
 is imported, and the lines TensorFlow's libraries print while they load, which
@@ -34,51 +34,51 @@ gin files are found in the current directory, then among the ones shipped with c
 
 # name: (module, one-line help, epilog naming the key flags with an example)
 COMMANDS = {
-    "train": ("codemix.train.cli", "train (or resume) one run from gin files", """\
+    "train": ("codemix.commands.train", "train (or resume) one run from gin files", """\
 key flags: --gin_file (repeatable, later files override earlier ones), --gin_param NAME=VALUE
 (repeatable), --workdir (an existing one is resumed from its latest checkpoint).
 example:
   codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a --gin_param TRAIN_STEPS=60"""),
-    "model-info": ("codemix.model.cli", "parameter count and FLOPs per token of a model gin", """\
+    "model-info": ("codemix.commands.model_info", "parameter count and FLOPs per token of a model gin", """\
 key flags: --gin_file (a model gin), --seq_len (tokens, for the attention FLOPs), --json.
 example:
   codemix model-info --gin_file gin/models/470m.gin --seq_len 2048"""),
-    "data": ("codemix.data.cli", "prepare corpora, inspect mixtures, check contamination", """\
+    "data": ("codemix.commands.data", "prepare corpora, inspect mixtures, check contamination", """\
 key flags: inspect MIXTURE --batches N; contamination --mixture M; --gin_file/--gin_param; --json.
 examples:
   codemix data prepare
   codemix data inspect balanced --batches 1000
   codemix data contamination --mixture quality_synthetic"""),
-    "vocab": ("codemix.data.vocab_cli", "train a SentencePiece vocabulary on a mixture", """\
+    "vocab": ("codemix.commands.vocab", "train a SentencePiece vocabulary on a mixture", """\
 key flags: train --mixture M --size N (pieces) --output PATH.
 example:
   codemix vocab train --mixture balanced --size 16384 --output v.model"""),
-    "experiment": ("codemix.experiments.cli", "run the study's experiment matrix (or a part of it)", """\
+    "experiment": ("codemix.commands.experiment", "run the study's experiment matrix (or a part of it)", """\
 key flags: run GIN_FILE --workdir DIR, --only VARIANT..., --dry_run (print the plan), --gin_param, --run_param.
 examples:
   codemix experiment run gin/experiments/demo.gin --workdir runs/demo --dry_run
   codemix experiment run gin/experiments/demo.gin --workdir runs/demo"""),
-    "eval": ("codemix.eval.cli", "score a checkpoint on the benchmark suite, write results JSON", """\
+    "eval": ("codemix.commands.eval", "score a checkpoint on the benchmark suite, write results JSON", """\
 key flags: --checkpoint (workdir or model dir), --benchmarks a,b / --category C, --limit N, --output.
 example:
   codemix eval --checkpoint runs/a --category reasoning --limit 100 --output results.json"""),
-    "report": ("codemix.analysis.cli", "tables and plots of an experiment workdir -> DIR/report.md", """\
+    "report": ("codemix.commands.report", "tables and plots of an experiment workdir -> DIR/report.md", """\
 key flags: DIR (an experiment workdir), --baseline VARIANT, --resamples N (bootstrap).
 example:
   codemix report runs/demo --baseline text_only"""),
-    "import": ("codemix.model.import_cli", "import a GGUF or HF Llama checkpoint (or export one to HF)", """\
+    "import": ("codemix.commands.import_", "import a GGUF or HF Llama checkpoint (or export one to HF)", """\
 key flags: --from (a .gguf, an HF dir, or a codemix model dir), --output DIR, --export_hf DIR, --overwrite.
 examples:
   codemix import --from SmolLM2-135M-Instruct.Q4_1.gguf --output /tmp/smollm2
   codemix import --from /tmp/smollm2 --export_hf /tmp/smollm2_hf"""),
-    "launch": ("codemix.launch.cli", "run a command on every worker of a TPU VM or a SLURM GPU job", """\
+    "launch": ("codemix.commands.launch", "run a command on every worker of a TPU VM or a SLURM GPU job", """\
 key flags: tpu --name --zone --accelerator; slurm --nodes --gpus_per_node; --dry_run; -- COMMAND.
 examples:
   codemix launch tpu --name my-tpu --zone us-central2-b --accelerator v4-32 --dry_run \\
       -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a
   codemix launch slurm --nodes 2 --gpus_per_node 8 --dry_run \\
       -- codemix train --gin_file gin/runs/tiny_cpu.gin --workdir runs/a"""),
-    "plan": ("codemix.train.plan_cli", "per-device memory, FLOPs, steps and wall time of a run's gin", """\
+    "plan": ("codemix.commands.plan", "per-device memory, FLOPs, steps and wall time of a run's gin", """\
 key flags: --gin_file (repeatable), --accelerator v4-32 or --devices N, --gpu h100, --mfu, --json.
 example:
   codemix plan --gin_file gin/runs/tiny_cpu.gin --accelerator v4-32"""),
@@ -86,7 +86,7 @@ example:
 key flags: --candidate, --baseline (workdirs or model dirs), --judge-url or --local_judge, --output.
 example:
   codemix judge --candidate runs/code --baseline runs/text --local_judge --limit 8 --output judge.json"""),
-    "law": ("codemix.analysis.law_cli", "fit mixture laws to an experiment's runs, propose the next mixture", """\
+    "law": ("codemix.commands.law", "fit mixture laws to an experiment's runs, propose the next mixture", """\
 key flags: fit DIR --target T (repeatable) --form exp|linear|loglinear --json; propose DIR --objective O
 --output gin/mixtures/NAME.gin --explore K.
 examples:
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
         return 2
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
-    from codemix.config import ConfigError
+    from codemix.errors import ConfigError
 
     try:
         return int(module.run(args) or 0)

@@ -7,8 +7,8 @@ import shutil
 import matplotlib.image
 import pytest
 
-from codemix.analysis import cli
 from codemix.analysis.report import write_report
+from codemix.commands import report as cli
 from codemix.main import COMMANDS
 from tests.analysis.markdown import unpadded
 from tests.analysis.synthetic import write_study, write_synthetic
@@ -86,7 +86,7 @@ def test_report_on_runs_lacking_the_metrics_a_finding_needs(tmp_path):
 
 
 def test_report_of_real_experiment(real_experiment):
-    assert COMMANDS["report"][0] == "codemix.analysis.cli"
+    assert COMMANDS["report"][0] == "codemix.commands.report"
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args([str(real_experiment), "--baseline", "text_only", "--resamples", "300"])

@@ -3,7 +3,7 @@ command module (codemix.main imports all of them)."""
 import argparse
 import importlib
 
-MODULES = {"data": "codemix.data.cli", "vocab": "codemix.data.vocab_cli"}
+MODULES = {"data": "codemix.commands.data", "vocab": "codemix.commands.vocab"}
 
 
 def main(argv):

@@ -8,7 +8,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from codemix import main as codemix_main
-from codemix.eval import cli, loading
+from codemix.commands import eval as cli
+from codemix.eval import loading
 from codemix.eval.hook import EvalHook
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
@@ -19,7 +20,7 @@ MODEL_GIN = "\n".join(f"ModelConfig.{k} = {v!r}" for k, v in CFG.to_dict().items
 def run_cli(argv):
     """`codemix eval ARGV` through the eval module's own parser (the other
     subcommands' modules need not import for this test)."""
-    assert codemix_main.COMMANDS["eval"][0] == "codemix.eval.cli"
+    assert codemix_main.COMMANDS["eval"][0] == "codemix.commands.eval"
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     return cli.run(parser.parse_args(argv))
@@ -133,6 +134,7 @@ def test_a_workdir_trained_on_a_gin_mixture_loads_without_registering_it_first(t
 
 
 def test_cli_categories_match_the_benchmark_registry():
-    from codemix.eval import cli, tasks
+    from codemix.commands import eval as cli
+    from codemix.eval import tasks
 
     assert cli.CATEGORIES == tasks.CATEGORIES

@@ -47,12 +47,13 @@ def test_hf_layout_is_torch_linear_out_by_in(tmp_path):
 
 
 def test_cli_exports_an_imported_model_dir_and_reimports_it(tmp_path):
-    from codemix.model import import_cli
+    from codemix.commands import import_ as import_cli
+    from codemix.model import model_dir
 
     cfg = GQA_UNTIED
     params = jax.tree.map(np.asarray, decoder.init_params(cfg, seed=4))
     spec = {"format": "codemix-bpe-1", "pre": "smollm", "tokens": ["a"], "merges": [], "eos_id": 0}
-    import_cli.write_model_dir(str(tmp_path / "model"), cfg, params, spec, source="test")
+    model_dir.write_model_dir(str(tmp_path / "model"), cfg, params, spec, source="test")
 
     def cli(*argv):
         parser = argparse.ArgumentParser()
@@ -65,11 +66,11 @@ def test_cli_exports_an_imported_model_dir_and_reimports_it(tmp_path):
     from codemix.model.bpe_vocab import BPEVocabulary
 
     moved = (tmp_path / "hf" / "bpe_vocab.json").rename(tmp_path / "bpe_vocab.json")
-    hf_spec, problem = import_cli.hf_vocab_spec(str(tmp_path / "hf"))
+    hf_spec, problem = model_dir.hf_vocab_spec(str(tmp_path / "hf"))
     assert problem is None and BPEVocabulary.from_spec(hf_spec) == BPEVocabulary.from_spec(spec)
     moved.rename(tmp_path / "hf" / "bpe_vocab.json")
     assert cli("--from", str(tmp_path / "hf"), "--output", str(tmp_path / "again")) == 0
-    back_cfg, back, back_spec = import_cli.load_model_dir(str(tmp_path / "again"))
+    back_cfg, back, back_spec = model_dir.load_model_dir(str(tmp_path / "again"))
     assert back_cfg == cfg and back_spec == spec
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), back, params)
 

@@ -169,10 +169,10 @@ def codemix_import(*argv: str) -> int:
     """`codemix import ARGV` (the module directly: other commands may not import here)."""
     import argparse
 
+    from codemix.commands import import_ as import_cli
     from codemix.main import COMMANDS
-    from codemix.model import import_cli
 
-    assert COMMANDS["import"][0] == "codemix.model.import_cli"
+    assert COMMANDS["import"][0] == "codemix.commands.import_"
     parser = argparse.ArgumentParser()
     import_cli.add_arguments(parser)
     return import_cli.run(parser.parse_args(list(argv)))

@@ -22,13 +22,13 @@ def add_arguments(p):
     r.add_argument("--run_param", action="append", default=[],
                    help="binding added to every run's gin (e.g. train.log_every=5)")
     r.add_argument("--json", action="store_true", help="with --dry_run: print the plan as JSON")
-    from codemix.train.cli import add_distributed_arguments
+    from codemix.train.distributed import add_distributed_arguments
 
     add_distributed_arguments(r)
 
 
 def run(args) -> int:
-    from codemix.train.cli import init_distributed
+    from codemix.train.distributed import init_distributed
 
     init_distributed(args)
     from codemix.experiments import runner

@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from codemix.train.distributed import add_distributed_arguments, init_distributed
+
 
 def add_arguments(p):
     p.add_argument("--gin_file", action="append", required=True,
@@ -16,39 +18,12 @@ def add_arguments(p):
     add_distributed_arguments(p)
 
 
-def add_distributed_arguments(p):
-    g = p.add_argument_group("multi-host (jax.distributed)")
-    g.add_argument("--distributed", action="store_true",
-                   help="Call jax.distributed.initialize() with cluster auto-detection (TPU VMs, SLURM).")
-    g.add_argument("--coordinator_address", default=None, help="host:port of process 0.")
-    g.add_argument("--num_processes", type=int, default=None)
-    g.add_argument("--process_id", type=int, default=None)
-    g.add_argument("--cpu_collectives", default=None,
-                   help="CPU collectives implementation for multi-process CPU runs (gloo).")
-
-
-def init_distributed(args) -> None:
-    import jax
-
-    if args.cpu_collectives:
-        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
-    if args.coordinator_address:
-        jax.distributed.initialize(
-            coordinator_address=args.coordinator_address,
-            num_processes=args.num_processes,
-            process_id=args.process_id,
-        )
-    elif args.distributed:
-        jax.distributed.initialize()
-
-
 def run(args) -> int:
     init_distributed(args)
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
     from codemix.train.guards import NonFiniteLoss
     from codemix.train.trainer import Preempted, train
-
-    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param)
     created = not os.path.exists(args.workdir)
     try:

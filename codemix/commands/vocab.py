@@ -20,11 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
     from codemix.data import vocab
     from codemix.data.readers import DataError
-
-    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     try:
         stats = vocab.train_for_mixture(args.mixture, args.size, args.output, args.sample_bytes)

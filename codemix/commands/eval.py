@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save_details", default=None, help="optional JSON of per-example predictions")
     parser.add_argument("--no_resume", action="store_true",
                         help="re-evaluate every benchmark even if <output>.parts/ holds finished ones")
-    from codemix.train.cli import add_distributed_arguments
+    from codemix.train.distributed import add_distributed_arguments
 
     add_distributed_arguments(parser)  # on several hosts every process runs the same command
 
@@ -68,12 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from codemix.train.cli import init_distributed
+    from codemix.train.distributed import init_distributed
 
     init_distributed(args)
 
     from codemix.eval import tasks
-
     from codemix.eval.loading import load_model_for_eval
     from codemix.eval.runner import EvalSettings, Evaluator, format_table, write_results
     from codemix.eval.sandbox import Sandbox, SandboxUnavailable

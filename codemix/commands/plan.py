@@ -65,12 +65,11 @@ def _fmt_time(s: float | None) -> str:
 
 
 def run(args) -> int:
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
     from codemix.launch.tpu import generation, topology
     from codemix.model.config import ModelConfig
     from codemix.train import planner
-
-    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     cfg = ModelConfig()
     it = _bindings("make_train_iterator")

@@ -137,10 +137,9 @@ def _print_inspect(r: dict) -> None:
 
 
 def run(args) -> int:
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
     from codemix.data.readers import DataError
-
-    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     try:
         if args.data_command == "prepare":

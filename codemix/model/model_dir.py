@@ -1,10 +1,7 @@
-"""`codemix import`: bring a Llama-family checkpoint into codemix, or export one.
+"""Model directories: what `codemix import` writes and `codemix import --export_hf`,
+`codemix eval` and `train.init_from` read.
 
-    codemix import --from SmolLM2-135M-Instruct.Q4_1.gguf --output /tmp/smollm2
-    codemix import --from /path/to/hf_llama_dir --output /tmp/llama
-    codemix import --from /tmp/smollm2 --export_hf /tmp/smollm2_hf
-
-Import writes a model directory:
+A model directory holds:
 
     DIR/params/          Orbax PyTree of the codemix params (float32)
     DIR/model.gin        ModelConfig.* bindings, the vocabulary binding for
@@ -21,13 +18,10 @@ as an HF `tokenizer.json`. Importing an HF dir takes its vocabulary from
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 import os
 import shutil
-import sys
-import time
 
 import numpy as np
 
@@ -38,15 +32,6 @@ VOCAB_FILE = "bpe_vocab.json"
 # The ModelConfig fields that describe an imported architecture.
 MODEL_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim", "d_ff",
                 "activation", "norm", "norm_eps", "rope_theta", "tie_embeddings", "parallel_block")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", required=True,
-                        help="a .gguf file, an HF Llama dir (config.json + safetensors), or with "
-                             "--export_hf a codemix model dir")
-    parser.add_argument("--output", default=None, help="model directory to write (import)")
-    parser.add_argument("--export_hf", default=None, help="write the codemix model at --from as an HF Llama dir")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
 
 
 def _gin_value(value) -> str:
@@ -79,7 +64,7 @@ def model_gin_text(cfg, directory: str, source: str, has_vocab: bool, note: str 
     lines.append("")
     if has_vocab:
         lines += [
-            "# The vocabulary (codemix/eval/loading.py: eval_vocabulary); BPEVocabulary.path may be the",
+            "# The vocabulary (codemix/eval/vocabulary.py: eval_vocabulary); BPEVocabulary.path may be the",
             f"# model directory, which holds {VOCAB_FILE}.",
             "eval_vocabulary.vocabulary = @BPEVocabulary()",
             "BPEVocabulary.path = %MODEL_DIR",
@@ -187,44 +172,3 @@ def load_model_dir(directory: str):
         with open(os.path.join(directory, VOCAB_FILE), encoding="utf-8") as f:
             spec = json.load(f)
     return cfg, params, spec
-
-
-def run(args: argparse.Namespace) -> int:
-    from codemix.model import decoder, hf_io
-
-    start = time.perf_counter()
-    try:
-        if args.export_hf:
-            cfg, params, spec = load_model_dir(args.source)
-            ids = {f"{k}_token_id": spec.get(f"{k}_id") for k in ("bos", "eos", "pad")} if spec else None
-            hf_io.export_hf(args.export_hf, cfg, params, ids)
-            if spec is not None:
-                import json
-
-                from codemix.model.bpe_vocab import hf_tokenizer_from_spec
-
-                with open(os.path.join(args.export_hf, VOCAB_FILE), "w", encoding="utf-8") as f:
-                    json.dump(spec, f, ensure_ascii=False)
-                with open(os.path.join(args.export_hf, "tokenizer.json"), "w", encoding="utf-8") as f:
-                    json.dump(hf_tokenizer_from_spec(spec), f, ensure_ascii=False)
-            print(f"codemix import: exported {args.source} to {args.export_hf} "
-                  f"({time.perf_counter() - start:.1f}s)")
-            return 0
-        if not args.output:
-            print("codemix import: pass --output DIR (or --export_hf DIR).", file=sys.stderr)
-            return 2
-        model = import_checkpoint(args.source)
-        note = f"No vocabulary: {model.vocab_problem}." if model.vocab_problem else ""
-        write_model_dir(args.output, model.cfg, model.params, model.vocab_spec, model.source,
-                        overwrite=args.overwrite, note=note)
-    except (hf_io.CheckpointFormatError, FileNotFoundError, FileExistsError) as e:
-        print(f"codemix import: {e}", file=sys.stderr)
-        return 2
-    n = decoder.param_count(model.params)
-    print(f"codemix import: {model.source} -> {os.path.abspath(args.output)}\n"
-          f"  {model.cfg.num_layers} layers, d_model {model.cfg.d_model}, {model.cfg.num_heads}/"
-          f"{model.cfg.num_kv_heads} heads, vocab {model.cfg.vocab_size}, tied={model.cfg.tie_embeddings}, "
-          f"{n / 1e6:.1f}M params, {time.perf_counter() - start:.1f}s")
-    if model.vocab_problem:
-        print(f"  WARNING: no vocabulary written ({model.vocab_problem}); bind one in model.gin to evaluate.")
-    return 0

@@ -13,11 +13,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
     from codemix.model.config import ModelConfig
     from codemix.model.info import model_info
-
-    import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     config.parse(args.gin_file, args.gin_param, finalize=False)
     cfg = ModelConfig()
     seq_len = args.seq_len or config.query("make_train_iterator.sequence_length", 2048)

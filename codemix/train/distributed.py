@@ -1,0 +1,34 @@
+"""Joining a multi-host job: the `jax.distributed` flags shared by `codemix train`,
+`codemix eval` and `codemix experiment run`, and the call they make.
+
+Every process of a job runs the same command line; with --distributed JAX
+detects the cluster (TPU VMs, SLURM), with --coordinator_address the processes
+are named explicitly (two local processes in the tests, with gloo CPU collectives).
+"""
+from __future__ import annotations
+
+
+def add_distributed_arguments(p):
+    g = p.add_argument_group("multi-host (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="Call jax.distributed.initialize() with cluster auto-detection (TPU VMs, SLURM).")
+    g.add_argument("--coordinator_address", default=None, help="host:port of process 0.")
+    g.add_argument("--num_processes", type=int, default=None)
+    g.add_argument("--process_id", type=int, default=None)
+    g.add_argument("--cpu_collectives", default=None,
+                   help="CPU collectives implementation for multi-process CPU runs (gloo).")
+
+
+def init_distributed(args) -> None:
+    import jax
+
+    if args.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
+    if args.coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator_address,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    elif args.distributed:
+        jax.distributed.initialize()
