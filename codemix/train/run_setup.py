@@ -81,13 +81,13 @@ def truncate_metrics(workdir: str, last_step: int) -> None:
 
 def heldout_evaluator(cfg, iterator, layout, mesh):
     """The held-out sets packed with the run's own vocabulary and sharded like training."""
-    import seqio
-
     from codemix.data import heldout as heldout_data
+    from codemix.data.pipeline import data_vocabulary
     from codemix.eval.perplexity import HeldOutEvaluator
     from codemix.train.state import ROW_FEATURES
 
-    vocab = seqio.get_mixture_or_task(iterator.source_names[0]).output_features["targets"].vocabulary
+    # make_train_iterator checked that every source shares one vocabulary; any source names it.
+    vocab = data_vocabulary(iterator.source_names[0])
     start = time.perf_counter()
     docs = heldout_data.documents()
     rows_sh = {k: layout.batch_shardings[k] for k in ROW_FEATURES}
