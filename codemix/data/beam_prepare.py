@@ -87,6 +87,14 @@ class BeamSettings:
     def pipeline_options(self) -> PipelineOptions:
         return PipelineOptions(self.args())
 
+    # The builder's Beam hooks go through its settings, so corpus.py needs no
+    # import of this module (which imports corpus.py: an import cycle).
+    def split_transforms(self, builder: CorpusBuilder) -> dict[str, beam.PTransform]:
+        return split_transforms(builder)
+
+    def finish(self, builder: CorpusBuilder, result) -> None:
+        finish(builder, result)
+
 
 def parse_options(text: str) -> dict[str, str]:
     """'k=v,k2=v2' -> {k: v, k2: v2}; DataError naming the bad item."""

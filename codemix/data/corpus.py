@@ -339,9 +339,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         if self.beam is not None and self.builder_config.name == "full":
-            from codemix.data import beam_prepare
-
-            return beam_prepare.split_transforms(self)
+            return self.beam.split_transforms(self)  # corpus.py imports no Beam (nor beam_prepare)
         self._passes: dict[str, dict] = {}
         return {split: self._generate_examples(split) for split in ("train", "validation")}
 
@@ -370,9 +368,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
 
 
     def _process_pipeline_result(self, pipeline_result) -> None:
-        from codemix.data import beam_prepare
-
-        beam_prepare.finish(self, pipeline_result)
+        self.beam.finish(self, pipeline_result)
 
 
 BUILDERS: dict[str, type[CorpusBuilder]] = {}  # family -> builder; filled by codemix/data/families/*
