@@ -1,6 +1,8 @@
 """`codemix data ...`: prepare corpora, inspect mixtures, check contamination.
 
   codemix data prepare [--family F ...]            prepare corpora, print their stats
+                       [--raw_path F=P --beam_runner R --beam_options k=v,.. --dry_run]  full configs on Beam
+  codemix data cache --mixture M --output DIR      tokenized SeqIO cache of M's tasks (on Beam)
   codemix data inspect MIXTURE --batches N [--json] requested vs realized token shares,
                                                     tokens per document, sample documents
   codemix data contamination --mixture M [--json]   13-gram overlap with the eval sets
@@ -13,6 +15,8 @@ import sys
 import time
 
 import numpy as np
+
+from codemix.data import beam_cli
 
 EOS_ID = 1  # seqio convention; every packed document ends with exactly one EOS
 
@@ -28,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prepare", help="prepare the family corpora and print their stats",
                        epilog="example:\n  codemix data prepare --family text --family code_web")
     p.add_argument("--family", action="append", default=None, help="family to prepare (default: all five).")
+    beam_cli.add_prepare_arguments(p)
+    _common(p)
+    p = sub.add_parser("cache", help="cache a mixture's tokenized family tasks (SeqIO cache, on Beam)",
+                       epilog="example:\n  codemix data cache --mixture balanced --output /data/cache\n"
+                              "then train with --gin_param make_train_iterator.cache_dir='\"/data/cache\"'")
+    beam_cli.add_cache_arguments(p)
     _common(p)
     p = sub.add_parser("inspect", help="requested vs realized token shares of a mixture",
                        epilog="example:\n  codemix data inspect balanced --batches 1000 --sequence_length 512")
@@ -143,10 +153,10 @@ def run(args) -> int:
     config.parse(args.gin_file, args.gin_param, finalize=False)
     try:
         if args.data_command == "prepare":
-            from codemix.data import corpora, corpus
-
-            out = {f: corpora.stats(f, corpus.CorpusOptions()) for f in (args.family or corpus.FAMILIES)}
-            print(json.dumps(out, indent=None if args.json else 2))
+            out = beam_cli.prepare(args)
+            print(out if isinstance(out, str) else json.dumps(out, indent=None if args.json else 2))
+        elif args.data_command == "cache":
+            print(json.dumps(beam_cli.cache(args), indent=None if args.json else 2))
         elif args.data_command == "inspect":
             r = inspect(args.mixture, args.batches, args.batch_size, args.sequence_length, args.seed, args.split,
                         args.samples)

@@ -1,9 +1,10 @@
-"""The Beam flags of `codemix data prepare` and what they run.
+"""The Beam flags of `codemix data prepare` and `codemix data cache`, and what they run.
 
   codemix data prepare --family text --raw_path text=gs://b/slimpajama/*.jsonl.zst \\
       --beam_runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
   codemix data prepare --family text --beam_runner DataflowRunner \\
       --beam_options project=P,region=us-central1,temp_location=gs://b/tmp,requirements_file=req.txt --dry_run
+  codemix data cache --mixture balanced --output gs://b/cache --beam_runner DataflowRunner --beam_options ...
 
 Without --beam_runner, prepare runs in-process as before. Nothing here imports
 Beam until a Beam run is asked for, so `--help` stays fast.
@@ -31,6 +32,48 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
                    help="print the pipeline options and the command that submits it; run nothing.")
 
 
+def add_cache_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mixture", required=True, help="mixture (or family task) whose family tasks are cached.")
+    p.add_argument("--output", required=True,
+                   help="cache root, local or gs://; training reads it with make_train_iterator.cache_dir.")
+    p.add_argument("--beam_runner", default="DirectRunner",
+                   help="DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
+    p.add_argument("--beam_options", default="", help="pipeline options k=v,k=v passed through to the runner.")
+    p.add_argument("--direct_num_workers", type=int, default=None, help="DirectRunner worker count.")
+    p.add_argument("--direct_running_mode", default=None,
+                   help="DirectRunner mode: in_memory, multi_threading or multi_processing.")
+    p.add_argument("--overwrite", action="store_true",
+                   help="rebuild task caches that exist (also ones made with another vocabulary).")
+
+
+def _settings(args: argparse.Namespace):
+    from codemix.data import beam_prepare
+
+    settings = beam_prepare.settings_for(args.beam_runner, args.beam_options)
+    extra = {k: str(v) for k, v in (("direct_num_workers", args.direct_num_workers),
+                                    ("direct_running_mode", args.direct_running_mode)) if v is not None}
+    return dataclasses.replace(settings, options={**extra, **dict(settings.options)})
+
+
+def cache_mixture(mixture: str, root: str, settings, overwrite: bool = False) -> dict[str, str]:
+    """Cache every family task of `mixture` under `root` with the run's
+    vocabulary (pipeline.data_vocabulary) and corpus options (gin-bound
+    CorpusOptions); {task: "cached" | "up to date"}."""
+    from codemix.data import cache, corpus, pipeline
+
+    names, _ = pipeline.resolve_schedule(mixture)
+    other = [n for n in names if n not in cache.TASKS]
+    if other:
+        raise DataError(f"{mixture!r} reads tasks {other} that are not family tasks; only the family "
+                        f"tasks {sorted(cache.TASKS)} have a tokenized cache.")
+    vocab_file = pipeline.data_vocabulary(mixture).sentencepiece_model_file
+    return cache.build(names, root, vocab_file, corpus.CorpusOptions(), settings, overwrite=overwrite)
+
+
+def cache(args: argparse.Namespace) -> dict[str, str]:
+    return cache_mixture(args.mixture, args.output, _settings(args), overwrite=args.overwrite)
+
+
 def options_with_raw_paths(raw_path: list[str]):
     from codemix.data import corpus
 
@@ -56,10 +99,7 @@ def prepare(args: argparse.Namespace, argv: list[str] | None = None) -> dict | s
         return {f: corpora.stats(f, options) for f in families}
     from codemix.data import beam_prepare
 
-    settings = beam_prepare.settings_for(args.beam_runner, args.beam_options)
-    extra = {k: str(v) for k, v in (("direct_num_workers", args.direct_num_workers),
-                                    ("direct_running_mode", args.direct_running_mode)) if v is not None}
-    settings = dataclasses.replace(settings, options={**extra, **dict(settings.options)})
+    settings = _settings(args)
     if args.dry_run:
         argv = list(sys.argv[1:] if argv is None else argv)
         return "\n\n".join(beam_prepare.dry_run(f, options, settings, ["codemix", *argv]) for f in families)

@@ -204,18 +204,3 @@ def build(names: Sequence[str], root: str, vocab_file: str, options: CorpusOptio
         log.info("cached %s in %s", name, out)
     return status
 
-
-def cache_mixture(mixture: str, root: str, settings, overwrite: bool = False,
-                  options: CorpusOptions | None = None) -> dict[str, str]:
-    """Cache every family task of `mixture` (codemix mixture or task name)
-    with the run's vocabulary (pipeline.data_vocabulary) and corpus options."""
-    from codemix.data import pipeline
-
-    names, _ = pipeline.resolve_schedule(mixture)
-    other = [n for n in names if n not in TASKS]
-    if other:
-        raise DataError(f"{mixture!r} reads tasks {other} that are not family tasks; only the family "
-                        f"tasks {sorted(TASKS)} have a tokenized cache.")
-    vocab = pipeline.data_vocabulary(mixture)
-    options = options or CorpusOptions()
-    return build(names, root, vocab.sentencepiece_model_file, options, settings, overwrite=overwrite)

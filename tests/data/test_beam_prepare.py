@@ -121,3 +121,28 @@ def test_dry_run_prints_options_and_the_submit_command_without_listing_files():
     assert "requirements_file" in text and "CorpusOptions.data_dir to a gs:// path" in text
     assert text.endswith("codemix data prepare --family text --raw_path 'text=gs://b/sp/*.jsonl.zst' "
                          "--beam_runner DataflowRunner --beam_options project=p,region=r,temp_location=gs://b/t")
+
+
+def test_data_prepare_command_prints_the_dataflow_dry_run(monkeypatch, capsys):
+    from tests.data import cli_helper
+
+    argv = ["data", "prepare", "--family", "code_web", "--raw_path", "code_web=gs://b/stack/*.parquet",
+            "--beam_runner", "DataflowRunner", "--beam_options", "project=p,region=us-central1,temp_location=gs://b/t",
+            "--dry_run"]
+    monkeypatch.setattr("sys.argv", ["codemix", *argv])  # what the console script sees
+    assert cli_helper.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  --runner=DataflowRunner\n  --project=p\n  --region=us-central1\n  --temp_location=gs://b/t" in out
+    assert out.rstrip("\n").endswith(
+        "codemix data prepare --family code_web --raw_path 'code_web=gs://b/stack/*.parquet' --beam_runner "
+        "DataflowRunner --beam_options project=p,region=us-central1,temp_location=gs://b/t")
+    assert not out.lstrip().startswith("{")  # the dry run's text as-is, not JSON
+
+
+def test_data_commands_name_a_bad_beam_option_and_an_unknown_mixture(capsys):
+    from tests.data import cli_helper
+
+    assert cli_helper.main(["data", "prepare", "--beam_runner", "DirectRunner", "--beam_options", "oops"]) == 2
+    assert "--beam_options item 'oops' is not key=value" in capsys.readouterr().err
+    assert cli_helper.main(["data", "cache", "--mixture", "no_such_mixture", "--output", "/nonexistent"]) == 2
+    assert "unknown mixture or task 'no_such_mixture'" in capsys.readouterr().err

@@ -4,11 +4,11 @@ options is refused with the fix named."""
 import json
 import os
 
-import gin
 import numpy as np
 import pytest
 
-from codemix.data import cache, corpus, pipeline
+import gin
+from codemix.data import beam_cli, cache, corpus, pipeline
 from codemix.data.readers import DataError
 
 SEQ = 64
@@ -34,7 +34,7 @@ def test_cached_batches_equal_on_the_fly_batches_including_after_resume(data_env
     root = str(tmp_path / "cache")
     # Two worker processes: they have no gin, so this also checks that the
     # job tokenizes with the vocabulary and corpus options it was given.
-    status = cache.cache_mixture("balanced", root, beam_prepare.BeamSettings.local(2))
+    status = beam_cli.cache_mixture("balanced", root, beam_prepare.BeamSettings.local(2))
     assert status == {"text": "cached", "code_web": "cached"}
     for name in status:
         d = cache.task_cache_dir(root, name)
@@ -53,7 +53,7 @@ def test_cached_batches_equal_on_the_fly_batches_including_after_resume(data_env
     for want in expected[4:]:
         _assert_equal(next(resumed), want)
     # A second cache run finds the cache up to date and leaves it alone.
-    assert cache.cache_mixture("balanced", root, beam_prepare.BeamSettings()) == {
+    assert beam_cli.cache_mixture("balanced", root, beam_prepare.BeamSettings()) == {
         "text": "up to date", "code_web": "up to date"}
 
 
