@@ -261,7 +261,7 @@ def _score_bucket(cfg, params, groups, n_requests, row_len, batch_size, progress
         res = scored_logprobs(cfg, params, b["inputs"], b["segment_ids"], b["positions"],
                               b["branch_ids"], *eval_mesh.put_replicated(mesh, (slots, targets)))
         r, c = np.divmod(flat, row_len)
-        lp[s + r, c] = np.asarray(eval_mesh.gather(res), np.float64)[:flat.size]
+        lp[s + r, c] = np.asarray(res if mesh is None else eval_mesh.gather(res), np.float64)[:flat.size]
     for i, span in enumerate(spans):
         if span is not None:
             row, a, z = span
