@@ -50,3 +50,17 @@ def test_reference_counts_the_same_params_and_flops():
     assert 34.0e6 < info.total_params < 34.2e6
     for seq_len in (128, 512, 2048):
         assert ref.flops_per_token(ref.SMALL, seq_len) == model_info(cfg, seq_len).flops_per_token
+
+
+def test_vs_torch_without_a_torch_python_is_one_clear_error(monkeypatch, tmp_path):
+    import argparse
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.delenv("CODEMIX_TORCH_PYTHON", raising=False)
+    args = argparse.Namespace(torch_python=str(tmp_path / "no-python"))
+    with pytest.raises(SystemExit, match="--torch_python PATH"):
+        bench.vs_torch(args)
