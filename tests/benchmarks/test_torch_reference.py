@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import gin
-
 import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
+import gin
 from codemix import config as cm_config
 from codemix.model.config import ModelConfig
 from codemix.model.info import model_info
