@@ -12,8 +12,11 @@ and, for each run in order:
      interrupted run resumes from its own checkpoints;
   4. runs the quick evaluation (when configured) and marks the run finished.
 
-Each run's gin is independent, so one process runs the whole matrix. The end-of-run
-summary lines are in summary.py.
+Each run's gin is independent, so one process runs the whole matrix; JAX's
+compilation cache is this machine's (codemix/train/compile_cache.py), so a new
+experiment reuses what earlier ones compiled. Every run's time is charged to
+phases (codemix/train/phases.py, in its run_info.json); the experiment ends
+with their sums (summary.py).
 """
 from __future__ import annotations
 
