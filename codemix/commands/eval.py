@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from codemix.train.distributed import init_distributed
 
     init_distributed(args)
+    from codemix.train.compile_cache import compilation_cache
 
+    compilation_cache()  # this machine's JAX compilation cache, as train and experiment use
     from codemix.eval import tasks
     from codemix.eval.loading import load_model_for_eval
     from codemix.eval.runner import EvalSettings, Evaluator, format_table, write_results
