@@ -54,12 +54,13 @@ from codemix.data.corpus import (
     load_contamination,
     split_of,
 )
+from codemix.data import readers
 from codemix.data.readers import DataError
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "codemix"
-PROBLEM_RULES = ("malformed_json", "damaged_compressed_files", "records_lost_in_damaged_files")
+PROBLEM_RULES = ("malformed_json", "invalid_utf8", "damaged_compressed_files", "records_lost_in_damaged_files")
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
@@ -292,11 +293,12 @@ def check_reports(reports: list[dict], options: CorpusOptions) -> None:
     """Raise, in read order, the DataError the in-process path would raise."""
     bad_lines = bad_files = 0
     for r in sorted(reports, key=lambda r: r["index"]):
-        n = r["counts"].get("malformed_json", 0)
+        n = readers.bad_lines(r["counts"])
         bad_lines += n
         if n and bad_lines > options.max_bad_lines:
             raise DataError(
-                f"{r['file']}: {n} malformed JSON line(s); {bad_lines} malformed lines up to this file exceed "
+                f"{r['file']}: {n} malformed JSON or invalid UTF-8 line(s); {bad_lines} unreadable lines up to "
+                f"this file exceed "
                 f"max_bad_lines={options.max_bad_lines}. Fix or drop the file, or raise CorpusOptions.max_bad_lines.")
         damaged = r["counts"].get("damaged_compressed_files", 0)
         bad_files += damaged

@@ -189,6 +189,24 @@ def _count_damaged_file(path: str, decoded: Decoded, lines: list[bytes], counts:
     return complete
 
 
+BAD_LINE_RULES = ("malformed_json", "invalid_utf8")
+
+
+def bad_lines(counts) -> int:
+    """Lines skipped as unreadable so far (every rule of BAD_LINE_RULES)."""
+    return sum(counts.get(rule, 0) for rule in BAD_LINE_RULES)
+
+
+def _count_bad_line(counts: collections.Counter, rule: str, msg: str, max_bad_lines: int) -> None:
+    """Count one unreadable line under `rule`; DataError once all such lines exceed the limit."""
+    counts[rule] += 1
+    if bad_lines(counts) > max_bad_lines:
+        raise DataError(
+            f"{msg}; {bad_lines(counts)} unreadable lines (malformed JSON or invalid UTF-8) exceed "
+            f"max_bad_lines={max_bad_lines}. Fix or drop the file, or raise CorpusOptions.max_bad_lines.")
+    log.warning("%s; skipped (%d %s so far)", msg, counts[rule], rule)
+
+
 def read_jsonl(
     pattern: str,
     fields: Sequence[str],
@@ -201,10 +219,11 @@ def read_jsonl(
     Args:
       pattern: file, folder or glob; `.gz` and `.zst` are decompressed.
       fields: dotted names to extract from each record (e.g. "meta.redpajama_set_name").
-      counts: receives "malformed_json" per bad line, and per truncated or
+      counts: receives "malformed_json" per line that is not a JSON object,
+        "invalid_utf8" per line that is not UTF-8, and per truncated or
         corrupt compressed file "damaged_compressed_files" and
         "records_lost_in_damaged_files" (estimated from the zstd frame size).
-      max_bad_lines: malformed lines tolerated (counted, skipped) over all files
+      max_bad_lines: unreadable lines (both rules together) tolerated (counted, skipped) over all files
         before the count becomes a DataError; 0 makes the first one fatal.
       max_bad_files: truncated or corrupt compressed files tolerated (their
         readable records are kept, the rest counted as lost) before it is a
@@ -218,20 +237,18 @@ def read_jsonl(
         for lineno, raw_line in enumerate(lines, start=1):
             if not raw_line.strip():
                 continue
-            text = decode_utf8(raw_line, path, lineno)
+            try:
+                text = decode_utf8(raw_line, path, lineno)
+            except DataError as e:
+                _count_bad_line(counts, "invalid_utf8", str(e), max_bad_lines)
+                continue
             try:
                 record = json.loads(text)
                 if not isinstance(record, dict):
                     raise ValueError(f"a JSON {type(record).__name__}, not an object")  # noqa: TRY004
             except ValueError as e:
-                counts["malformed_json"] += 1
-                msg = f"{path}:{lineno}: malformed JSON line ({e})"
-                if counts["malformed_json"] > max_bad_lines:
-                    raise DataError(
-                        f"{msg}; {counts['malformed_json']} malformed lines exceed max_bad_lines="
-                        f"{max_bad_lines}. Fix or drop the file, or raise CorpusOptions.max_bad_lines."
-                    ) from e
-                log.warning("%s; skipped (%d so far)", msg, counts["malformed_json"])
+                _count_bad_line(counts, "malformed_json", f"{path}:{lineno}: malformed JSON line ({e})",
+                                max_bad_lines)
                 continue
             yield path, lineno, {f: get_field(record, f, path, lineno) for f in fields}
 

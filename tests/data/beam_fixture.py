@@ -39,12 +39,13 @@ def slimpajama(root: Path, shards: int = 40, per_shard: int = 50, words: int = 1
     Each shard: prose records of several sets, a GitHub and a StackExchange
     record (removed sets), a code-heavy CommonCrawl record (code detector),
     an empty record, a copy of a record from an earlier shard (cross-shard
-    duplicate), and in every fifth shard a malformed line. Shard
+    duplicate), in every fifth shard a malformed line, and in shards 3, 13,
+    23, ... a line that is not UTF-8. Shard
     `corrupt_shard` is cut in the middle of its last zstd frame.
     """
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
-    planted = {"malformed": 0, "duplicates": 0, "records": 0}
+    planted = {"malformed": 0, "invalid_utf8": 0, "duplicates": 0, "records": 0}
     earlier: list[str] = []
     for s in range(shards):
         lines = []
@@ -60,13 +61,16 @@ def slimpajama(root: Path, shards: int = 40, per_shard: int = 50, words: int = 1
         if s % 5 == 0:
             lines.append('{"text": "cut off in the middle')
             planted["malformed"] += 1
+        if s % 10 == 3:  # a Latin-1 byte: not UTF-8 (written through surrogateescape)
+            lines.append('{"text": "caf\udce9 au lait"}')
+            planted["invalid_utf8"] += 1
         earlier += [json.loads(line)["text"] for line in lines[:3]]
         rng.shuffle(lines)
         planted["records"] += len(lines)
         # Several frames per file, as streaming writers produce; a cut in the
         # last one keeps the earlier frames readable.
         step = max(1, len(lines) // 4)
-        frames = [zstandard.ZstdCompressor().compress(("\n".join(lines[i:i + step]) + "\n").encode())
+        frames = [zstandard.ZstdCompressor().compress(("\n".join(lines[i:i + step]) + "\n").encode("utf-8", "surrogateescape"))
                   for i in range(0, len(lines), step)]
         if s == corrupt_shard:
             frames[-1] = frames[-1][: len(frames[-1]) // 2]

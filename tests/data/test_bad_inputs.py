@@ -26,11 +26,18 @@ def test_malformed_json_lines_are_counted_then_fatal_over_threshold(tmp_path):
         list(readers.read_jsonl(f, ["text"], collections.Counter(), max_bad_lines=1))
 
 
-def test_invalid_utf8_names_file_and_line(tmp_path):
+def test_invalid_utf8_lines_are_counted_then_fatal_naming_file_and_line(tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid UTF-8.*iconv"):
-        list(readers.read_jsonl(str(p), ["text"], collections.Counter()))
+    p.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n{not json\n{"text": "end"}\n')
+    counts = collections.Counter()
+    rows = list(readers.read_jsonl(str(p), ["text"], counts, max_bad_lines=2))
+    assert [r[2]["text"] for r in rows] == ["ok", "end"]
+    assert counts["invalid_utf8"] == 1 and counts["malformed_json"] == 1
+    # Both rules count against the one limit.
+    with pytest.raises(DataError, match=r"bad\.jsonl:3: malformed JSON.*2 unreadable lines.*max_bad_lines=1"):
+        list(readers.read_jsonl(str(p), ["text"], collections.Counter(), max_bad_lines=1))
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid UTF-8.*iconv.*max_bad_lines=0"):
+        list(readers.read_jsonl(str(p), ["text"], collections.Counter(), max_bad_lines=0))
 
 
 def test_empty_file_is_an_error(tmp_path):

@@ -42,6 +42,7 @@ def test_slimpajama_on_two_beam_workers_equals_in_process(tmp_path):
     _same_stats(stats, ref_stats)
     dropped = stats["dropped"]
     assert dropped["malformed_json"] == planted["malformed"] == 8
+    assert dropped["invalid_utf8"] == planted["invalid_utf8"] == 4
     assert dropped["removed_set:RedPajamaGithub"] == dropped["removed_set:RedPajamaStackExchange"] == 40
     assert dropped["code_detector"] == 40
     assert 39 <= dropped["empty"] <= 40  # the corrupt shard's lost tail may hold its empty record
@@ -72,7 +73,7 @@ def test_damage_over_the_limits_is_one_error_naming_the_file_in_read_order():
         {"index": 1, "file": "a.jsonl.zst", "counts": {"malformed_json": 1}, "error": None},
         {"index": 9, "file": "c.jsonl.zst", "counts": {}, "error": "c.jsonl.zst:3: invalid UTF-8 at byte 4"},
     ]
-    with pytest.raises(DataError, match=r"^b\.jsonl\.zst: 2 malformed .* 3 malformed lines .* max_bad_lines=2"):
+    with pytest.raises(DataError, match=r"^b\.jsonl\.zst: 2 malformed JSON or invalid UTF-8 .* 3 unreadable lines .* max_bad_lines=2"):
         beam_prepare.check_reports(reports, options)
     with pytest.raises(DataError, match="invalid UTF-8"):
         beam_prepare.check_reports(reports, corpus.CorpusOptions(max_bad_lines=10))
