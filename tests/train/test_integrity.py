@@ -5,6 +5,7 @@ train the micro model of helpers.py in a subprocess, as the restart tests do.
 """
 import json
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -155,11 +156,22 @@ def _steps_on_disk(workdir):
     return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
-@pytest.mark.slow
-def test_corrupted_checkpoint_resumes_from_the_previous_one(tmp_path):
-    workdir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def ten_steps(tmp_path_factory):
+    """One healthy 10-step run (checkpoints 5 and 10); each test damages its own copy."""
+    workdir = tmp_path_factory.mktemp("integrity") / "run"
     run_train(workdir, PARAMS + ["TRAIN_STEPS=10"])
     assert _steps_on_disk(workdir) == [5, 10]
+    return workdir
+
+
+def _copy_of(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+@pytest.mark.slow
+def test_corrupted_checkpoint_resumes_from_the_previous_one(ten_steps, tmp_path):
+    workdir = _copy_of(ten_steps, tmp_path)
     bad = _largest_file(workdir / "checkpoints" / "10" / "params")
     with open(bad, "r+b") as f:
         f.write(b"\0" * 65536)
@@ -173,9 +185,8 @@ def test_corrupted_checkpoint_resumes_from_the_previous_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_nan_run_keeps_its_last_good_checkpoint_and_reports_the_step(tmp_path):
-    workdir = tmp_path / "run"
-    run_train(workdir, PARAMS + ["TRAIN_STEPS=10"])
+def test_nan_run_keeps_its_last_good_checkpoint_and_reports_the_step(ten_steps, tmp_path):
+    workdir = _copy_of(ten_steps, tmp_path)
     # A learning rate of 1e30 blows the weights up after the first update.
     proc = subprocess.run(train_cmd(workdir, PARAMS + ["TRAIN_STEPS=30", "LR=1e30"]), cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=300, check=False)

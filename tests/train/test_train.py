@@ -153,10 +153,11 @@ def test_missing_init_checkpoint_is_named(tmp_path):
 def test_relative_workdir_and_init_from_work(tmp_path):
     # `codemix experiment run ... --workdir runs/demo` (the README's command)
     # passes relative paths; Orbax refuses those unless they are made absolute.
+    # The micro model: path handling does not depend on the model's size.
     rel = os.path.relpath(tmp_path / "rel_run", REPO)
-    run_train(rel, ["TRAIN_STEPS=6"])
+    run_train(rel, MICRO + ["TRAIN_STEPS=6"])
     steps = sorted(int(p.name) for p in (tmp_path / "rel_run" / "checkpoints").iterdir() if p.name.isdigit())
     assert steps and steps[-1] == 6
     child = os.path.relpath(tmp_path / "child", REPO)
-    run_train(child, ["TRAIN_STEPS=2", f"train.init_from='{rel}'"])
+    run_train(child, MICRO + ["TRAIN_STEPS=2", f"train.init_from='{rel}'"])
     assert (tmp_path / "child" / "checkpoints" / "2").is_dir()
