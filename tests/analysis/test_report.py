@@ -85,6 +85,7 @@ def test_report_on_runs_lacking_the_metrics_a_finding_needs(tmp_path):
     assert "missing (no per-example values)" in text[text.index("## Category scores"):]
 
 
+@pytest.mark.slow  # trains and evaluates a real micro experiment (module fixture)
 def test_report_of_real_experiment(real_experiment):
     assert COMMANDS["report"][0] == "codemix.commands.report"
     parser = argparse.ArgumentParser()

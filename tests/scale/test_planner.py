@@ -45,6 +45,7 @@ def compared():
     return out
 
 
+@pytest.mark.slow  # compiles every case with XLA
 @pytest.mark.parametrize("name", list(CASES))
 def test_planner_state_and_batch_bytes_match_compiled_arguments(compared, name):
     plan, got = compared[name]
@@ -53,6 +54,7 @@ def test_planner_state_and_batch_bytes_match_compiled_arguments(compared, name):
     assert plan.state_bytes == pytest.approx(got["output_bytes"], rel=0.001)  # + a few metric scalars
 
 
+@pytest.mark.slow  # shares the compiled cases' fixture
 @pytest.mark.parametrize("name", list(CASES))
 def test_planner_temporaries_and_total_within_10pct_of_compiled(compared, name):
     plan, got = compared[name]
