@@ -12,12 +12,91 @@ after gradient accumulation):
 """
 from __future__ import annotations
 
-import gin
+import contextlib
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+import gin
+
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
+
+
+KIND_INDEX = {k: i for i, k in enumerate(SCHEDULES)}
+
+
+class Schedule:
+    """A learning-rate schedule whose numbers can be runtime inputs of the train step.
+
+    `schedule(step)` evaluates it with its own numbers. `params()` gives those
+    numbers (f32 scalars, the kind as an int32 index); inside the jitted step,
+    `with schedule.reading(traced_params):` makes every call read them from the
+    step's arguments instead of baking them in as constants. So stages that differ
+    only in their schedule (init, continue, cooldown: peak, warmup, length, kind)
+    compile one train step and hit the persistent compilation cache. The
+    optimizer state (optax's step count) is the same either way, and so are the
+    values: each kind's formula runs the same float32 operations on the same
+    float32 numbers (derived ones are computed on the host in float64, as the
+    constants were, and a division by a step count is a multiplication by its
+    float32 reciprocal, which is what XLA made of a division by a constant).
+    """
+
+    def __init__(self, kind: str, total_steps: int, peak: float, warmup_steps: int, min_ratio: float,
+                 decay_fraction: float, final_lr: float):
+        self.kind, self.total_steps, self.peak = kind, total_steps, peak
+        self.warmup_steps, self.min_ratio = warmup_steps, min_ratio
+        self.decay_fraction, self.final_lr = decay_fraction, final_lr
+        self._reading = None
+
+    def __repr__(self) -> str:
+        return (f"Schedule(kind={self.kind!r}, total_steps={self.total_steps}, peak={self.peak}, "
+                f"warmup_steps={self.warmup_steps}, min_ratio={self.min_ratio}, "
+                f"decay_fraction={self.decay_fraction}, final_lr={self.final_lr})")
+
+    def params(self) -> dict:
+        """The numbers the formulas read (host scalars; the same keys for every kind)."""
+        rest = max(self.total_steps - self.warmup_steps, 1)
+        decay_steps = max(round(self.total_steps * self.decay_fraction), 1)
+        f32 = np.float32
+        return {
+            "kind": np.int32(KIND_INDEX[self.kind]),
+            "peak": f32(self.peak),
+            "warmup": f32(self.warmup_steps),
+            "inv_warmup": f32(1) / f32(max(self.warmup_steps, 1)),
+            "inv_rest": f32(1) / f32(rest),
+            "min_ratio": f32(self.min_ratio),
+            "cos_half_range": f32((1 - self.min_ratio) * 0.5),
+            "final_lr": f32(self.final_lr),
+            "linear_range": f32(self.peak - self.final_lr),
+            "wsd_start": f32(self.total_steps - decay_steps),
+            "inv_wsd_decay": f32(1) / f32(decay_steps),
+            "wsd_drop": f32(1.0 - self.min_ratio),
+        }
+
+    @contextlib.contextmanager
+    def reading(self, params: dict):
+        """Within the block, calls read their numbers from `params` (e.g. traced arrays)."""
+        previous, self._reading = self._reading, params
+        try:
+            yield
+        finally:
+            self._reading = previous
+
+    def __call__(self, step):
+        p = self._reading if self._reading is not None else self.params()
+        step = jnp.asarray(step, jnp.float32)
+        t = jnp.clip((step - p["warmup"]) * p["inv_rest"], 0.0, 1.0)
+        cosine = p["peak"] * (p["min_ratio"] + p["cos_half_range"] * (1 + jnp.cos(jnp.pi * t)))
+        linear = p["final_lr"] + p["linear_range"] * (1.0 - t)
+        constant = jnp.broadcast_to(p["peak"], step.shape)
+        d = jnp.clip((step - p["wsd_start"]) * p["inv_wsd_decay"], 0.0, 1.0)
+        wsd = p["peak"] * (1.0 - p["wsd_drop"] * d)
+        kind = p["kind"]
+        after = jnp.where(kind == 0, cosine, jnp.where(kind == 1, linear, jnp.where(kind == 2, constant, wsd)))
+        warm = p["peak"] * jnp.minimum(step * p["inv_warmup"], 1.0)
+        return jnp.where(step < p["warmup"], warm, after)
 
 
 @gin.configurable
@@ -29,8 +108,8 @@ def make_schedule(
     min_ratio: float = 0.1,
     decay_fraction: float = 0.2,
     final_lr: float = 0.0,
-) -> optax.Schedule:
-    """Learning-rate schedule.
+) -> Schedule:
+    """Learning-rate schedule (a `Schedule`: callable on the step, see above).
 
     Args:
       total_steps: steps in this stage (derived from the stage's token budget).
@@ -47,31 +126,8 @@ def make_schedule(
         raise ValueError(f"make_schedule.kind={kind!r} is unknown; use one of {SCHEDULES}.")
     if total_steps <= 0:
         raise ValueError(f"make_schedule.total_steps must be positive, got {total_steps}.")
-    warmup_steps = min(warmup_steps, total_steps)
-    rest = max(total_steps - warmup_steps, 1)
-
-    def warm(step):
-        if warmup_steps == 0:
-            return jnp.float32(peak)
-        return peak * jnp.minimum(step / warmup_steps, 1.0)
-
-    def schedule(step):
-        step = jnp.asarray(step, jnp.float32)
-        t = jnp.clip((step - warmup_steps) / rest, 0.0, 1.0)
-        if kind == "cosine":
-            after = peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + jnp.cos(jnp.pi * t)))
-        elif kind == "linear":
-            after = final_lr + (peak - final_lr) * (1.0 - t)
-        elif kind == "constant":
-            after = jnp.float32(peak)
-        else:  # wsd
-            decay_steps = max(int(round(total_steps * decay_fraction)), 1)
-            start = total_steps - decay_steps
-            d = jnp.clip((step - start) / decay_steps, 0.0, 1.0)
-            after = peak * (1.0 - (1.0 - min_ratio) * d)
-        return jnp.where(step < warmup_steps, warm(step), after)
-
-    return schedule
+    return Schedule(kind, total_steps, peak, min(warmup_steps, total_steps), min_ratio, decay_fraction,
+                    final_lr)
 
 
 def decay_mask(params):

@@ -52,9 +52,10 @@ class StepMetrics:
         got = jax.device_get(self.pending)
         self.pending = []
         dt = max(seconds, 1e-9)
-        loss_s = np.sum([m["loss_sum_by_source"] for m in got], axis=0)
-        tok_s = np.sum([m["tokens_by_source"] for m in got], axis=0)
-        rep_s = np.sum([m["repeated_rows_by_source"] for m in got], axis=0)
+        n = len(self.names)  # the step's per-source sums may have spare (zero) slots after them
+        loss_s = np.sum([m["loss_sum_by_source"][:n] for m in got], axis=0)
+        tok_s = np.sum([m["tokens_by_source"][:n] for m in got], axis=0)
+        rep_s = np.sum([m["repeated_rows_by_source"][:n] for m in got], axis=0)
         meta = self.meta
         meta["repeated_rows_by_source"] = [int(a + b) for a, b in zip(meta["repeated_rows_by_source"], rep_s)]
         meta["tokens_by_source"] = [a + float(b) for a, b in zip(meta["tokens_by_source"], tok_s)]

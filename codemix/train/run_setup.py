@@ -27,10 +27,16 @@ from codemix.model.info import model_info
 from codemix.train import checkpointing
 from codemix.train.budget import steps_for
 from codemix.train.metrics import peak_flops_per_device, read_metrics
+from codemix.train.optimizer import Schedule
 from codemix.train.phases import PhaseClock
 from codemix.train.record import fresh_meta
 from codemix.train.state import fresh_state, state_layout
-from codemix.train.step import jit_train_step, make_train_step
+from codemix.train.step import (
+    jit_train_step,
+    make_train_step,
+    source_slots,
+    with_schedule,
+)
 
 _peaks: dict[tuple, tuple[float, str]] = {}  # measured CPU peaks, once per process
 log = logging.getLogger(__name__)
@@ -145,9 +151,15 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
         ckpt = checkpointing.Checkpointer(workdir, a["checkpoint_every"], a["keep_checkpoints"],
                                           a["async_checkpoints"])
         state, meta, start = _initial_state(a, cfg, optimizer, layout, ckpt, iterator, workdir)
-        step_fn = make_train_step(cfg, optimizer, schedule, len(iterator.source_names),
+        # One program for every stage: the schedule's numbers are step inputs and the
+        # per-source sums have source_slots() entries (step.py).
+        step_fn = make_train_step(cfg, optimizer, schedule, source_slots(len(iterator.source_names)),
                                   a["grad_accum_steps"], layout.row_sharding)
-        jitted = jit_train_step(step_fn, layout.shardings, layout.batch_shardings, mesh)
+        if isinstance(schedule, Schedule):
+            jitted = with_schedule(jit_train_step(step_fn, layout.shardings, layout.batch_shardings, mesh,
+                                                  schedule_params=True), schedule, mesh)
+        else:  # a schedule of the user's own: its numbers are constants of the step
+            jitted = jit_train_step(step_fn, layout.shardings, layout.batch_shardings, mesh)
     with clock.phase("data_setup"):
         heldout = heldout_evaluator(cfg, iterator, layout, mesh) if a["heldout"] else None
     with clock.phase("startup"):

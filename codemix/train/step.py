@@ -8,6 +8,13 @@ Gradient accumulation splits the global batch into `accum_steps` microbatches
 all data shards) and sums the *token-summed* loss gradients before dividing by
 the batch's total target tokens: the update equals the one a single big batch
 would give, whatever the split.
+
+One compiled step for every stage. Whatever differs between the stages of one
+model, batch and mesh is a runtime input, not a constant of the program: the
+learning-rate schedule's numbers (`schedule_params`, see optimizer.Schedule),
+and the per-source sums have `source_slots(n)` entries (the n sources first, the
+rest zero), so mixtures of 2 to 8 sources give the same shapes. So init,
+continue and cooldown runs share one program in the persistent compilation cache.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import NamedSharding
 
@@ -69,8 +77,12 @@ def make_train_step(
     accum_steps: int = 1,
     batch_sharding: NamedSharding | None = None,
 ):
-    """Returns step(state, batch) -> (state, metrics); not yet jitted. With a
-    `batch_sharding`, the decoder's activations are constrained on its mesh."""
+    """Returns step(state, batch, schedule_params=None) -> (state, metrics); not
+    yet jitted. With a `batch_sharding`, the decoder's activations are
+    constrained on its mesh. With `schedule_params` (the traced values of
+    `schedule.params()`, a Schedule's), the optimizer's and the logged learning
+    rate read the schedule's numbers from them (jit it with
+    `jit_train_step(..., schedule_params=True)`); without, they are constants."""
     constrain = None if batch_sharding is None else functools.partial(_constrain, batch_sharding.mesh)
     grad_fn = jax.value_and_grad(functools.partial(_sums, cfg, constrain=constrain), has_aux=True)
 
@@ -93,7 +105,16 @@ def make_train_step(
 
         return jax.tree.map(split, batch)
 
-    def step(state, batch):
+    def step(state, batch, schedule_params=None):
+        if schedule_params is None:
+            return body(state, batch)
+        if not hasattr(schedule, "reading"):
+            raise TypeError(f"schedule_params given, but the schedule {schedule!r} can't read them; "
+                            f"make it with optimizer.make_schedule or call step(state, batch).")
+        with schedule.reading(schedule_params):
+            return body(state, batch)
+
+    def body(state, batch):
         params = state["params"]
         repeated = jnp.zeros((num_sources,), jnp.float32)
         if "epoch" in batch:  # rows from a second or later pass over their source
@@ -135,12 +156,35 @@ def make_train_step(
     return step
 
 
-def jit_train_step(step_fn, state_shardings, batch_shardings, mesh):
-    """jit with explicit in/out shardings; the old state's buffers are donated."""
+def jit_train_step(step_fn, state_shardings, batch_shardings, mesh, schedule_params: bool = False):
+    """jit with explicit in/out shardings; the old state's buffers are donated.
+    With `schedule_params`, the step takes them (replicated) as a third argument."""
     replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+    extra = (replicated,) if schedule_params else ()
     return jax.jit(
         step_fn,
-        in_shardings=(state_shardings, batch_shardings),
+        in_shardings=(state_shardings, batch_shardings) + extra,
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),
     )
+
+
+def source_slots(num_sources: int) -> int:
+    """Entries of the step's per-source sums: 2 or more sources are rounded up to
+    a multiple of 8 (the spare entries stay zero; StepMetrics reads the first n),
+    which leaves every sum's bits as they were. One source keeps one entry: XLA
+    sums a single column another way, so padding it would move its loss by an ulp."""
+    return 1 if num_sources == 1 else -(-num_sources // 8) * 8
+
+
+def with_schedule(jitted, schedule, mesh):
+    """step(state, batch) that passes `schedule.params()` (replicated arrays, made
+    once, the same on every process) to a step jitted with schedule_params=True."""
+    replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+    params = {k: jax.make_array_from_callback((), replicated, lambda _, v=v: np.asarray(v))
+              for k, v in schedule.params().items()}
+
+    def step(state, batch):
+        return jitted(state, batch, params)
+
+    return step
