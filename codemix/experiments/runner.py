@@ -24,12 +24,11 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-import gin
 
 import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
+import gin
 from codemix import config as cm_config
 from codemix.experiments.matrix import Run, Variant, expand, final_run
 from codemix.experiments.summary import format_phases, format_summary, summarize
@@ -203,8 +202,6 @@ def check_mixtures(variants: Sequence[Variant]) -> None:
 def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
     """One row per run: name, parent, stage, mixture, tokens, steps, FLOPs
     (mixtures are checked first, so a dry run catches a typo in any stage)."""
-    import codemix.registry  # noqa: F401  (registers the family and local tasks)
-
     check_mixtures(variants)
     from codemix.model.config import ModelConfig
     from codemix.model.info import model_info
