@@ -18,16 +18,21 @@ import sys
 from codemix.data.readers import DataError
 
 
-def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw_path", action="append", default=[], metavar="FAMILY=PATH",
-                   help="raw files of a family's full config (file, folder or glob, local or gs://); "
-                        "same as CorpusOptions.raw_paths (repeatable).")
-    p.add_argument("--beam_runner", default=None,
-                   help="prepare full configs on Apache Beam: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner.")
+def _add_runner_arguments(p: argparse.ArgumentParser, default_runner: str | None, runner_help: str) -> None:
+    """The Beam runner flags shared by `data prepare` and `data cache`."""
+    p.add_argument("--beam_runner", default=default_runner, help=runner_help)
     p.add_argument("--beam_options", default="", help="pipeline options k=v,k=v passed through to the runner.")
     p.add_argument("--direct_num_workers", type=int, default=None, help="DirectRunner worker count.")
     p.add_argument("--direct_running_mode", default=None,
                    help="DirectRunner mode: in_memory, multi_threading or multi_processing.")
+
+
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw_path", action="append", default=[], metavar="FAMILY=PATH",
+                   help="raw files of a family's full config (file, folder or glob, local or gs://); "
+                        "same as CorpusOptions.raw_paths (repeatable).")
+    _add_runner_arguments(p, None, "prepare full configs on Apache Beam: DirectRunner, DataflowRunner, "
+                                   "FlinkRunner, SparkRunner.")
     p.add_argument("--dry_run", action="store_true",
                    help="print the pipeline options and the command that submits it; run nothing.")
 
@@ -36,12 +41,7 @@ def add_cache_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixture", required=True, help="mixture (or family task) whose family tasks are cached.")
     p.add_argument("--output", required=True,
                    help="cache root, local or gs://; training reads it with make_train_iterator.cache_dir.")
-    p.add_argument("--beam_runner", default="DirectRunner",
-                   help="DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
-    p.add_argument("--beam_options", default="", help="pipeline options k=v,k=v passed through to the runner.")
-    p.add_argument("--direct_num_workers", type=int, default=None, help="DirectRunner worker count.")
-    p.add_argument("--direct_running_mode", default=None,
-                   help="DirectRunner mode: in_memory, multi_threading or multi_processing.")
+    _add_runner_arguments(p, "DirectRunner", "DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
     p.add_argument("--overwrite", action="store_true",
                    help="rebuild task caches that exist (also ones made with another vocabulary).")
 
