@@ -38,7 +38,9 @@ def test_phases_cover_the_runs_wall_time_and_stop_checks_only_at_sync_points(tmp
     assert set(got) == set(phases.PHASES)
     assert all(v >= 0 for v in got.values()), got
     wall = info["wall_seconds"]
-    assert 0.9 * measured <= wall <= measured  # the clock starts inside train()
+    # The clock starts inside train(), after its imports and argument set-up, whose
+    # length depends on the machine's load: only the upper bound is a property.
+    assert 0 < wall <= measured
     assert sum(got.values()) == pytest.approx(wall, rel=0.02)
     for p in ("startup", "data_setup", "compile", "train_steps", "checkpoint_write", "heldout_eval"):
         assert got[p] > 0, (p, got)
