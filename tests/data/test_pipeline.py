@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from codemix.data import pipeline
 
@@ -147,3 +148,27 @@ def test_unknown_mixture_from_the_command_line_is_one_clear_error(data_env, caps
 
     assert main(["data", "inspect", "no_such_mixture", "--batches", "1"]) == 2
     assert "unknown mixture or task 'no_such_mixture'" in capsys.readouterr().err
+
+
+def _argmax_pattern(rates, length):
+    """The largest-deficit rule written directly with numpy's argmax."""
+    rates = np.asarray(rates, dtype=np.float64)
+    rates = rates / rates.sum()
+    counts = np.zeros(len(rates))
+    out = np.empty(length, dtype=np.int64)
+    for r in range(length):
+        k = int(np.argmax(rates * (r + 1) - counts))
+        out[r] = k
+        counts[k] += 1
+    return out
+
+
+@pytest.mark.parametrize("rates", [[0.75, 0.25], [1, 1, 1], [0.5, 0.3, 0.2, 0.0], [0.1] * 7 + [0.3],
+                                   [3.7, 1.1, 0.4, 2.2, 0.9, 5.0]])
+def test_choice_pattern_is_the_largest_deficit_rule_with_first_index_ties(rates):
+    got = pipeline.choice_pattern(rates, 5000)
+    np.testing.assert_array_equal(got, _argmax_pattern(rates, 5000))
+    shares = np.asarray(rates, float) / np.sum(rates)
+    np.testing.assert_allclose(np.bincount(got, minlength=len(rates)) / 5000, shares, atol=1 / 5000 * len(rates))
+    got[0] = 99  # callers get their own copy of the memoized pattern
+    assert pipeline.choice_pattern(rates, 5000)[0] != 99
