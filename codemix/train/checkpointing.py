@@ -320,7 +320,14 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
     if params_dir.name == "params":
         verify_checkpoint(params_dir.parent, only="params")
     checkpointer = ocp.StandardCheckpointer()
-    meta = checkpointer.metadata(params_dir)
+    # The item handler's metadata, not the checkpointer's: params/ is one item
+    # of a CheckpointManager step (its _CHECKPOINT_METADATA is the step's), and
+    # StandardCheckpointer.metadata would warn once per load that the item has none.
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        meta = handler.metadata(epath.Path(params_dir))
+    finally:
+        handler.close()
     tree_meta = getattr(meta, "item_metadata", meta)
     theirs = _flat_shapes(tree_meta.tree if hasattr(tree_meta, "tree") else tree_meta)
     ours = _flat_shapes(abstract_params)

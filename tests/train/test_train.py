@@ -1,6 +1,7 @@
 """The train loop end to end: learning, sharding, accumulation, errors."""
 import io
 import json
+import logging
 import os
 from contextlib import redirect_stderr
 from pathlib import Path
@@ -129,6 +130,23 @@ def test_init_from_is_weights_only_and_exact(tmp_path):
                                           partitioning.tree_shardings(axes, abstract, mesh))
     for a, b in zip(jax.tree.leaves(parent), jax.tree.leaves(loaded)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_loading_a_runs_weights_logs_no_orbax_metadata_warning(tmp_path, caplog):
+    """params/ is one item of a CheckpointManager step; reading its tree
+    metadata used to log "Metadata file does not exist" on every load."""
+    cm_config.parse([TINY_GIN], MICRO + ["TRAIN_STEPS=2", "make_mesh.num_devices=1"])
+    train(workdir=str(tmp_path / "run"))
+    cfg = ModelConfig()
+    mesh = partitioning.make_mesh(num_devices=1)
+    _, axes = decoder.graphdef_and_axes(cfg)
+    abstract = decoder.abstract_params(cfg)
+    caplog.set_level(logging.WARNING)
+    loaded, step = checkpointing.load_params(str(tmp_path / "run"), abstract,
+                                             partitioning.tree_shardings(axes, abstract, mesh))
+    assert step == 2
+    assert jax.tree.structure(loaded) == jax.tree.structure(abstract)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_wrong_shape_init_checkpoint_names_the_parameter(tmp_path):
