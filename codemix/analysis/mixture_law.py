@@ -68,12 +68,22 @@ def n_params(form: str, n_varying: int) -> int:
 
 
 # -- the forms ---------------------------------------------------------------
+_MAX_EXPONENT = 700.0  # exp(709.8) overflows float64
+
+
+def _exp(z: np.ndarray) -> np.ndarray:
+    """exp with the exponent capped below float64 overflow: a least-squares
+    trial step far along t would otherwise give inf (and a RuntimeWarning);
+    capped, it is a huge finite residual that the solver steps back from."""
+    return np.exp(np.minimum(z, _MAX_EXPONENT))
+
+
 def _eval(form: str, p: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The law at x (points, free families: all varying families but the reference)."""
     if form == "exp":
-        return p[0] + p[1] * np.exp(x @ p[2:])
+        return p[0] + p[1] * _exp(x @ p[2:])
     z = p[0] + x @ p[1:]
-    return np.exp(z) if form == "loglinear" else z
+    return _exp(z) if form == "loglinear" else z
 
 
 def _linear_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -103,7 +113,7 @@ def _fit_params(form: str, x: np.ndarray, y: np.ndarray, start: np.ndarray | Non
         start = min((_exp_given_t(x, y, np.asarray(t, float)) for t in cands), key=lambda r: r[1])[0]
 
     def jac(p):
-        e = np.exp(x @ p[2:])
+        e = _exp(x @ p[2:])
         return np.column_stack([np.ones(len(x)), e, p[1] * e[:, None] * x])
 
     # A bootstrap refit starts at the point estimate; near-linear data (t -> 0, k -> inf, c -> -inf) would

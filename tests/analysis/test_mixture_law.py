@@ -138,3 +138,17 @@ def test_degenerate_shares_are_one_clear_error():
     s = np.column_stack([1 - 2 * np.linspace(0, .4, 5), np.linspace(0, .4, 5), np.linspace(0, .4, 5)])
     with pytest.raises(ml.LawError, match="collinear"):
         ml.fit(s, np.arange(5.0), "linear", families=["text", "code_web", "markup"])
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_flat_noisy_sweep_fits_without_exp_overflow(seed):
+    """A nearly flat sweep sends least-squares trial steps far along t; those
+    noise draws used to overflow exp (a RuntimeWarning in the demo report)."""
+    import warnings
+
+    code = np.repeat([0.0, 0.25, 0.5, 0.75, 1.0], 2)
+    y = 3.0 + 0.05 * code + np.random.default_rng(seed).normal(0, 0.03, len(code))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        law = ml.fit(_sweep(code), y, resamples=100, families=FAMS)
+    assert np.all(np.isfinite(law.params)) and np.all(np.isfinite(law.boot))
