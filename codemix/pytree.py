@@ -51,3 +51,11 @@ def nest(items: Iterable[tuple[Iterable, Any]]) -> dict:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
     return out
+
+
+def hashable(tree) -> tuple:
+    """(treedef, leaves tuple): a tree of hashable leaves (shardings, say) as a
+    key for functools.lru_cache; `jax.tree.unflatten(treedef, list(leaves))`
+    rebuilds it."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(leaves)

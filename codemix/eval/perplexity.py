@@ -27,12 +27,14 @@ global rows, so N processes compute exactly the numbers one process does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from codemix import pytree
 from codemix.eval import mesh as eval_mesh
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
@@ -75,12 +77,24 @@ def _nll(cfg: ModelConfig, params, batch):
 
 
 def make_nll_fn(cfg: ModelConfig, param_sharding=None, batch_sharding=None, mesh=None):
-    """jit(params, batch) -> per-slot NLL [rows, length], fully replicated."""
+    """jit(params, batch) -> per-slot NLL [rows, length], fully replicated.
+
+    The same function object for the same (config, shardings), so the runs of
+    an experiment in one process share its compiled program."""
+    if mesh is None:
+        return _jitted_nll(cfg, None, None, None)
+    return _jitted_nll(cfg, mesh, *(pytree.hashable(param_sharding) + pytree.hashable(batch_sharding)))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_nll(cfg: ModelConfig, mesh, *sharding_key):
     fn = lambda params, batch: _nll(cfg, params, batch)  # noqa: E731
     if mesh is None:
         return jax.jit(fn)
+    p_def, p_leaves, b_def, b_leaves = sharding_key
+    shardings = (jax.tree.unflatten(p_def, list(p_leaves)), jax.tree.unflatten(b_def, list(b_leaves)))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.jit(fn, in_shardings=(param_sharding, batch_sharding), out_shardings=replicated)
+    return jax.jit(fn, in_shardings=shardings, out_shardings=replicated)
 
 
 def _put(rows: dict[str, np.ndarray], batch_sharding) -> dict:

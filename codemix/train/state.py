@@ -8,6 +8,7 @@ planner, benchmarks and tests all use it, so they shard identically.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from codemix import pytree
 from codemix.data.features import ROW_FEATURES, VECTOR_FEATURES
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
@@ -61,6 +63,19 @@ def fresh_state(cfg: ModelConfig, optimizer: optax.GradientTransformation, layou
     """Step 0 with new (or given) params and a fresh optimizer state, sharded."""
     sh = layout.shardings
     if params is None:
-        params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=sh["params"])()
+        if 0 <= seed < 2**32:
+            params = _jitted_init(cfg, *pytree.hashable(sh["params"]))(np.uint32(seed))
+        else:  # jax.random.key's own handling of negative or 64-bit seeds
+            params = jax.jit(lambda: decoder.init_params(cfg, seed), out_shardings=sh["params"])()
     opt_state = jax.jit(optimizer.init, out_shardings=sh["opt_state"])(params)
     return {"step": jax.device_put(np.int32(0), sh["step"]), "params": params, "opt_state": opt_state}
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(cfg: ModelConfig, treedef, sharding_leaves: tuple):
+    """One compiled initialiser per (config, shardings), the seed an input:
+    the runs of an experiment in one process reuse it instead of tracing,
+    lowering and loading a program each. jax.random.key(seed) is the key
+    nnx.Rngs(seed) makes, so the weights are those of decoder.init_params."""
+    out = jax.tree.unflatten(treedef, list(sharding_leaves))
+    return jax.jit(lambda seed: decoder.init_params(cfg, jax.random.key(seed)), out_shardings=out)

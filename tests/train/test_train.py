@@ -179,3 +179,24 @@ def test_relative_workdir_and_init_from_work(tmp_path):
     child = os.path.relpath(tmp_path / "child", REPO)
     run_train(child, MICRO + ["TRAIN_STEPS=2", f"train.init_from='{rel}'"])
     assert (tmp_path / "child" / "checkpoints" / "2").is_dir()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31 + 5, 2**40, -3])
+def test_fresh_state_params_are_decoder_init_params_of_the_seed(seed):
+    """The memoized initialiser (seed an input of one program) gives exactly the
+    weights of decoder.init_params jitted with the seed a constant (the earlier
+    path; op-by-op execution differs from any jitted one in the last bit), and
+    is reused across calls."""
+    from codemix.train import state as state_mod
+
+    mesh = partitioning.make_mesh(num_devices=1)
+    opt = make_optimizer(make_schedule(10, "constant", peak=1e-3, warmup_steps=0))
+    layout = state_layout(CFG, opt, mesh)
+    got = fresh_state(CFG, opt, layout, seed=seed)["params"]
+    want = jax.jit(lambda: decoder.init_params(CFG, seed))()
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+    if 0 <= seed < 2**32:
+        before = state_mod._jitted_init.cache_info().hits
+        fresh_state(CFG, opt, state_layout(CFG, opt, partitioning.make_mesh(num_devices=1)), seed=seed + 1)
+        assert state_mod._jitted_init.cache_info().hits == before + 1
