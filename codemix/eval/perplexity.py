@@ -82,7 +82,7 @@ def make_nll_fn(cfg: ModelConfig, param_sharding=None, batch_sharding=None, mesh
     The same function object for the same (config, shardings), so the runs of
     an experiment in one process share its compiled program."""
     if mesh is None:
-        return _jitted_nll(cfg, None, None, None)
+        return _jitted_nll(cfg, None)
     return _jitted_nll(cfg, mesh, *(pytree.hashable(param_sharding) + pytree.hashable(batch_sharding)))
 
 

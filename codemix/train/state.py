@@ -76,6 +76,7 @@ def _jitted_init(cfg: ModelConfig, treedef, sharding_leaves: tuple):
     """One compiled initialiser per (config, shardings), the seed an input:
     the runs of an experiment in one process reuse it instead of tracing,
     lowering and loading a program each. jax.random.key(seed) is the key
-    nnx.Rngs(seed) makes, so the weights are those of decoder.init_params."""
+    nnx.Rngs(seed) makes, so the weights are bit for bit those of
+    decoder.init_params jitted with the seed a constant (the earlier path)."""
     out = jax.tree.unflatten(treedef, list(sharding_leaves))
     return jax.jit(lambda seed: decoder.init_params(cfg, jax.random.key(seed)), out_shardings=out)
