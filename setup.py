@@ -55,7 +55,10 @@ setup(
     package_data={"codemix": ["gin/**/*.gin"], "codemix.launch": ["templates/*.sbatch"]},
     install_requires=CORE,
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "llama-cpp-python",
+        "test": ["pytest>=8", "pytest-timeout>=2.3",
+                 # built from source; the README's test command passes CMAKE_ARGS for a portable
+                 # build without llama.cpp's AMX kernels (they segfault on Intel Xeons: issue 31)
+                 "llama-cpp-python==0.3.36",
                  # llama-cpp-python's OpenAI-compatible server: the real judge of tests/eval/test_judge.py
                  "uvicorn", "fastapi", "sse-starlette", "starlette-context", "pydantic-settings",
                  # notebooks/ are executed headless by tests/analysis

@@ -119,3 +119,16 @@ def test_wheel_installed_non_editable_runs_from_outside_the_checkout(tmp_path):
                     "--gin_param", "TOKEN_BUDGET=65536", "--gin_param", "BATCH_SIZE=8", "--gin_param", "SEQ_LEN=256",
                     "--devices", "1", "--json")
     assert json.loads(stage)["steps"] == 32
+
+
+def test_readme_and_ci_build_llama_cpp_portably_without_amx():
+    """The README's test command and .ci/run build llama.cpp with the flags the
+    judge's build check names (issue 31), and setup.py pins the version tested."""
+    from codemix.eval.judge.local_server import LLAMA_CPP_CMAKE_ARGS, LLAMA_CPP_VERSION
+
+    assert "-DGGML_NATIVE=OFF" in LLAMA_CPP_CMAKE_ARGS and "-DGGML_AMX_INT8=OFF" in LLAMA_CPP_CMAKE_ARGS
+    readme = (CHECKOUT / "README.md").read_text().splitlines()
+    test_command = readme[readme.index("```bash") + 2]
+    assert test_command.startswith(f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}" pip install ') and "pytest" in test_command
+    assert test_command in (CHECKOUT / ".ci" / "run").read_text()
+    assert f'"llama-cpp-python=={LLAMA_CPP_VERSION}"' in (CHECKOUT / "setup.py").read_text()

@@ -71,23 +71,23 @@ def run(args: argparse.Namespace) -> int:
                                     temperature=args.temperature, seed=args.seed)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge request otherwise
     cache_dir = args.cache_dir or os.path.abspath(args.output) + ".cache"
-    with contextlib.ExitStack() as stack:
-        url, model = args.judge_url, args.judge_model
-        if args.local_judge:
-            os.makedirs(cache_dir, exist_ok=True)
-            url = stack.enter_context(local_llama_server(smollm2_gguf(), os.path.join(cache_dir, "server.log")))
-            model = args.judge_model or "smollm2-135m-instruct"
-        judge = JudgeConfig(base_url=url, model=model, api_key_env=args.judge_api_key_env,
-                            timeout_s=args.timeout, max_retries=args.max_retries,
-                            max_concurrency=args.concurrency, use_logprobs=not args.no_logprobs,
-                            cache_dir=cache_dir)
-        try:
+    try:
+        with contextlib.ExitStack() as stack:
+            url, model = args.judge_url, args.judge_model
+            if args.local_judge:
+                os.makedirs(cache_dir, exist_ok=True)
+                server = stack.enter_context(local_llama_server(smollm2_gguf(), os.path.join(cache_dir, "server.log")))
+                url, model = server.url, args.judge_model or "smollm2-135m-instruct"
+            judge = JudgeConfig(base_url=url, model=model, api_key_env=args.judge_api_key_env,
+                                timeout_s=args.timeout, max_retries=args.max_retries,
+                                max_concurrency=args.concurrency, use_logprobs=not args.no_logprobs,
+                                cache_dir=cache_dir)
             result = judge_runs(args.candidate, args.baseline, judge, args.prompts, args.limit, args.output,
                                 candidate_step=args.candidate_step, baseline_step=args.baseline_step,
                                 generation=generation, progress=True)
-        except JudgeError as e:
-            print(f"codemix judge: {e}")
-            return 1
+    except JudgeError as e:  # a dead local server replaces the client's "connection refused"
+        print(f"codemix judge: {e}")
+        return 1
     if args.save_details:
         with open(args.save_details, "w") as f:
             json.dump(result["details"], f, indent=1)

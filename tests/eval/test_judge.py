@@ -2,6 +2,7 @@
 on-disk cache, retries, and a real end-to-end run against llama-cpp-python's
 server with SmolLM2-135M-Instruct as the judge."""
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -25,7 +26,10 @@ from codemix.eval.judge.client import (
     verdict_from_text,
 )
 from codemix.eval.judge.local_server import (
+    LLAMA_CPP_CMAKE_ARGS,
     SERVER_DEPS,
+    check_llama_cpp_build,
+    llama_cpp_build_problem,
     local_llama_server,
     smollm2_gguf,
 )
@@ -259,14 +263,59 @@ def test_user_jsonl_prompts_dolly_style(tmp_path):
 
 
 # ---------------------------------------------------------- the real judge
-@pytest.fixture(scope="module")
-def judge_url(tmp_path_factory):
+def _require_server_deps():
     missing = [m for m in SERVER_DEPS if importlib.util.find_spec(m) is None]
     if missing:
         assert not os.environ.get("CI"), f"CI installs '.[test]', yet {missing} is missing"
         pytest.skip(f"llama-cpp-python's server needs {missing}: pip install -e '.[test]'")
-    with local_llama_server(smollm2_gguf(), str(tmp_path_factory.mktemp("judge") / "server.log")) as url:
-        yield url
+
+
+@pytest.fixture(scope="module")
+def judge_url(tmp_path_factory):
+    _require_server_deps()
+    with local_llama_server(smollm2_gguf(), str(tmp_path_factory.mktemp("judge") / "server.log")) as server:
+        yield server.url
+
+
+# What llama_print_system_info() says for a native build on a Sapphire Rapids
+# Xeon (AMX compiled in) and for the portable build codemix installs.
+AMX_NATIVE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 1 | "
+              "AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | OPENMP = 1 | "
+              "REPACK = 1 | ")
+PORTABLE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | "
+            "OPENMP = 1 | REPACK = 1 | ")
+
+
+def test_an_amx_build_of_llama_cpp_is_refused_with_the_rebuild_command():
+    problem = llama_cpp_build_problem(AMX_NATIVE)
+    assert problem and "AMX_INT8" in problem and "#20824" in problem
+    assert f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}"' in problem and "pip cache remove llama_cpp_python" in problem
+    assert llama_cpp_build_problem(PORTABLE) is None
+
+
+def test_the_installed_llama_cpp_has_no_amx_kernels():
+    """The build that the README and .ci/run install: portable, AMX off."""
+    _require_server_deps()
+    check_llama_cpp_build()
+
+
+@pytest.mark.slow
+def test_a_judge_server_that_crashes_is_named_with_its_status_and_log(tmp_path):
+    """A llama.cpp crash mid-run (here a SIGSEGV sent to the real server) ends
+    the block with the server's exit status and log, not "is it running?"."""
+    _require_server_deps()
+    log_path = tmp_path / "server.log"
+    config = JudgeConfig(base_url="", model="smollm2", timeout_s=5, max_retries=1, backoff_s=0.01)
+    with pytest.raises(JudgeError) as e, local_llama_server(smollm2_gguf(), str(log_path)) as server:
+        os.kill(server.proc.pid, 11)
+        server.proc.wait(timeout=30)
+        with JudgeClient(dataclasses.replace(config, base_url=server.url)) as client:
+            client.judge("q", "a", "b")
+    msg = str(e.value)
+    assert f"pid {server.proc.pid}) died with exit status -11 (SIGSEGV)" in msg
+    assert log_path.read_text().strip().splitlines()[-1] in msg and str(log_path) in msg
+    assert "rebuild it portably" in msg and "Is the server running" not in msg
+    assert "connection failed" in str(e.value.__cause__)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 from codemix.model import decoder, gguf_import
 from codemix.model.bpe_vocab import BPEVocabulary
 from codemix.model.config import ModelConfig
-from tests.model.test_bpe_vocab import require_llama_cpp, smollm2_path
+from tests.model import llama_subprocess
+from tests.model.test_bpe_vocab import smollm2_path
 
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog. The capital of France is Paris, and",
@@ -49,16 +50,6 @@ def codemix_logits(imported, vocab):
     return rows, [np.asarray(logits[i, : len(r)]) for i, r in enumerate(rows)]
 
 
-# llama.cpp runs single-threaded here: its worker threads spin at barriers, which
-# is slow on a busy 2-core CI machine, and one thread is enough for a 135M model.
-
-
-def llama_logits(llm, ids):
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
 def test_config_comes_from_metadata(imported):
     assert imported.cfg == ModelConfig(
         vocab_size=49152, d_model=576, num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64, d_ff=1536,
@@ -72,15 +63,12 @@ def test_config_comes_from_metadata(imported):
 
 @pytest.mark.slow
 def test_logits_match_llama_cpp_f32_at_every_position(imported, codemix_logits, tmp_path_factory):
-    llama_cpp = require_llama_cpp()
+    llama_subprocess.require_llama_cpp()
     path = str(tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
     gguf_import.write_gguf(path, imported.cfg, imported.params, imported.vocab_spec)
-    llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_batch=256, logits_all=True, n_threads=1,
-                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32, verbose=False)
     rows, ours = codemix_logits
     diffs = []
-    for ids, logits in zip(rows, ours):
-        ref = llama_logits(llm, ids)
+    for ids, logits, ref in zip(rows, ours, llama_subprocess.llama_logits(path, rows, f32_cache=True)):
         diffs.append(float(np.abs(logits - ref).max()))
         assert np.array_equal(logits.argmax(-1), ref.argmax(-1))
     print("max |logit diff| vs llama.cpp (F32) per prompt:", [f"{d:.2e}" for d in diffs],
@@ -92,12 +80,15 @@ def test_logits_match_llama_cpp_f32_at_every_position(imported, codemix_logits, 
 def test_original_quantized_file_agrees_in_llama_cpp(codemix_logits):
     """A guard on the metadata: llama.cpp runs the Q4_1 file itself (activations
     quantized to 8 bits, so only the top token is compared)."""
-    llama_cpp = require_llama_cpp()
-    llm = llama_cpp.Llama(model_path=smollm2_path(), n_ctx=256, n_batch=256, logits_all=True, n_threads=1,
-                          verbose=False)
     rows, ours = codemix_logits
-    agree = [np.mean(llama_logits(llm, ids).argmax(-1) == logits.argmax(-1)) for ids, logits in zip(rows, ours)]
+    refs = llama_subprocess.llama_logits(smollm2_path(), rows)
+    agree = [np.mean(ref.argmax(-1) == logits.argmax(-1)) for ref, logits in zip(refs, ours)]
     assert min(agree) >= 0.8, agree
+
+
+def test_a_crash_in_llama_cpp_fails_one_test_with_its_signal():
+    with pytest.raises(pytest.fail.Exception, match=r"died with exit status -11 \(SIGSEGV\) \(crash on "):
+        llama_subprocess._run({"op": "crash", "model_path": smollm2_path()})
 
 
 def test_qk_unpermute_inverts_gguf_permutation():
