@@ -5,7 +5,8 @@ also understands other remote schemes TensorFlow was built with). Each problem
 in the input ends in a `DataError` that names the file, the line (where there
 is one) and how to fix it, or, for problems that are tolerated up to a limit
 (malformed JSON lines; compressed files cut short or corrupt part-way, whose
-readable records are kept and the rest counted as lost), in a count kept in a
+readable records are kept and the rest counted as lost, or as a loss of unknown
+size where the file does not record its size), in a count kept in a
 `collections.Counter` that the corpus builder reports.
 
 Formats: JSONL (plain, `.gz`, `.zst`), Parquet, whole text files.
@@ -58,12 +59,41 @@ class Decoded:
     `problem` is None for a complete file; otherwise it says how the stream
     ends ("truncated ..." or "corrupt ...") and `data` holds what could be
     decompressed before that point. `expected_bytes` is the decompressed size
-    recorded in the zstd frame headers, when they record it.
+    recorded in the zstd frame headers, when they record it (a file written
+    by a streaming compressor does not). `undecoded_bytes` counts the
+    compressed bytes on disk that produced no output: a truncated zstd
+    frame's incomplete last block, or everything from a corrupt frame or
+    gzip member on (what is missing after a truncation is not on disk, and
+    its size is unknown unless `expected_bytes` says it).
     """
 
     data: bytes
     problem: str | None = None
     expected_bytes: int | None = None
+    undecoded_bytes: int = 0
+
+
+def _zstd_incomplete_block(frame: bytes) -> int:
+    """Bytes at the end of a truncated zstd frame that belong to its incomplete
+    last block (a decoder outputs a block only once it has all of it).
+
+    Walks the block headers (RFC 8878 3.1.1.2: 3 bytes, little-endian: bit 0
+    last-block, bits 1-2 type, bits 3-23 size; an RLE block has one byte of
+    content) from the end of the frame header.
+    """
+    import zstandard
+
+    try:
+        pos = zstandard.frame_header_size(frame)
+    except zstandard.ZstdError:
+        return len(frame)  # not even the frame header is complete
+    while pos + 3 <= len(frame):
+        header = int.from_bytes(frame[pos:pos + 3], "little")
+        size = 1 if (header >> 1) & 3 == 1 else header >> 3
+        if pos + 3 + size > len(frame) or header & 1:
+            break
+        pos += 3 + size
+    return len(frame) - pos
 
 
 def _unzstd(path: str, raw: bytes) -> Decoded:
@@ -86,12 +116,14 @@ def _unzstd(path: str, raw: bytes) -> Decoded:
             out.append(d.decompress(rest))
         except zstandard.ZstdError as e:
             done = sum(map(len, out))
-            return Decoded(b"".join(out), f"corrupt zstd data after {done:,} decompressed bytes ({e})", expected)
+            return Decoded(b"".join(out), f"corrupt zstd data after {done:,} decompressed bytes ({e})", expected,
+                           len(rest))
         if not d.eof:
             got = b"".join(out)
             size = f" of {expected:,}" if expected else ""
             return Decoded(got, f"truncated: the zstd stream ends mid-frame after {len(got):,}{size} "
-                                f"decompressed bytes ({len(raw):,} compressed bytes on disk)", expected)
+                                f"decompressed bytes ({len(raw):,} compressed bytes on disk)", expected,
+                           _zstd_incomplete_block(rest))
         rest = d.unused_data
     return Decoded(b"".join(out), None, expected)
 
@@ -105,7 +137,8 @@ def _gunzip(raw: bytes) -> Decoded:
             out.append(d.decompress(rest))
         except zlib.error as e:
             done = sum(map(len, out))
-            return Decoded(b"".join(out), f"corrupt gzip data after {done:,} decompressed bytes ({e})")
+            return Decoded(b"".join(out), f"corrupt gzip data after {done:,} decompressed bytes ({e})",
+                           undecoded_bytes=len(rest))
         if not d.eof:
             got = b"".join(out)
             return Decoded(got, f"truncated: the gzip stream ends after {len(got):,} decompressed bytes "
@@ -164,19 +197,35 @@ def get_field(record: dict, field: str, path: str, line: int) -> Any:
 def _count_damaged_file(path: str, decoded: Decoded, lines: list[bytes], counts: collections.Counter,
                         max_bad_files: int) -> list[bytes]:
     """Count a truncated/corrupt compressed file and the records it lost; the
-    line cut in the middle is dropped. DataError beyond `max_bad_files`."""
+    line cut in the middle is dropped. DataError beyond `max_bad_files`.
+
+    Counts (int counters, so Beam metrics carry them too):
+      damaged_compressed_files                      every such file
+      records_lost_in_damaged_files                 estimated loss, only where the zstd
+                                                    frame header records the full size
+      damaged_files_with_unknown_loss               files whose loss can't be known (a
+                                                    streamed .zst, any .gz): never a guess
+      undecoded_compressed_bytes_in_damaged_files   compressed bytes on disk that gave no
+                                                    output (see Decoded.undecoded_bytes)
+    """
     complete = lines[:-1]  # the last line stops where the stream stopped
     kept = sum(1 for line in complete if line.strip())
     lost_bytes = (decoded.expected_bytes or 0) - len(decoded.data)
     per_line = (len(decoded.data) - len(lines[-1])) / max(kept, 1)
+    undecoded = decoded.undecoded_bytes
     if decoded.expected_bytes and lost_bytes > 0 and kept:
         lost = 1 + round(lost_bytes / per_line)
+        counts["records_lost_in_damaged_files"] += lost
         lost_text = f"~{lost:,} records lost (estimated from the size in the frame header), {kept:,} kept"
     else:
-        lost = 1
-        lost_text = f"an unknown number of records lost after line {kept:,} (the file records no size)"
+        counts["damaged_files_with_unknown_loss"] += 1
+        where = ("the rest of the stream is missing from the file" if decoded.problem.startswith("truncated")
+                 else "nothing after the damage can be read")
+        unread = f"; {undecoded:,} compressed bytes on disk could not be decoded" if undecoded else ""
+        lost_text = f"records lost: unknown ({kept:,} kept; the file records no total size and {where}{unread})"
     counts["damaged_compressed_files"] += 1
-    counts["records_lost_in_damaged_files"] += lost
+    if undecoded:
+        counts["undecoded_compressed_bytes_in_damaged_files"] += undecoded
     msg = f"{path}: {decoded.problem}; {lost_text}"
     if counts["damaged_compressed_files"] > max_bad_files:
         raise DataError(
@@ -221,8 +270,9 @@ def read_jsonl(
       fields: dotted names to extract from each record (e.g. "meta.redpajama_set_name").
       counts: receives "malformed_json" per line that is not a JSON object,
         "invalid_utf8" per line that is not UTF-8, and per truncated or
-        corrupt compressed file "damaged_compressed_files" and
-        "records_lost_in_damaged_files" (estimated from the zstd frame size).
+        corrupt compressed file the counts of `_count_damaged_file`
+        ("records_lost_in_damaged_files" only where the loss can be
+        estimated from the zstd frame size, else "damaged_files_with_unknown_loss").
       max_bad_lines: unreadable lines (both rules together) tolerated (counted, skipped) over all files
         before the count becomes a DataError; 0 makes the first one fatal.
       max_bad_files: truncated or corrupt compressed files tolerated (their
