@@ -27,7 +27,9 @@ run leaves behind and returns them as tidy tables:
             of the run's last held-out evaluation, see codemix/eval/perplexity.py).
 
 Runs that the plan expects but that did not finish, or that left no metrics
-or no evaluation, are listed in `missing` (never silently dropped).
+or no evaluation, are listed in `missing` (never silently dropped); so is
+every damaged file a run left (a torn metrics line, a JSON file of the wrong
+shape): its entry names the file, what was skipped and the fix (run_files.py).
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
+from codemix.analysis import run_files
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +90,18 @@ def _read_json(path: Path):
         raise ValueError(f"{path} is not valid JSON ({e}); delete or rewrite it.") from e
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
+def _read_plan(path: Path) -> list[dict]:
+    """plan.json: a list of {"run": name, ...}; a clear error otherwise (the report needs it whole)."""
+    plan = _read_json(path)
+    if plan is None:
         return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                # A run killed mid-write leaves a torn last line; keep the rest.
-                log.warning("%s: line %d is not JSON; ignored", path, i + 1)
-    return rows
+    bad = next((r for r in plan if not (isinstance(r, dict) and isinstance(r.get("run"), str))), None) \
+        if isinstance(plan, list) else plan
+    if bad is not None or not isinstance(plan, list):
+        raise ValueError(f"{path} must be a list of runs ({{\"run\": name, ...}}) but holds "
+                         f"{json.dumps(bad)[:80]}; rerun `codemix experiment run` with the same --workdir "
+                         f"(it rewrites plan.json; finished runs are kept) or delete the file.")
+    return plan
 
 
 _GIN_LINE = re.compile(r"^([A-Za-z_][\w./@%-]*)\s*=\s*(.*)$")
@@ -233,7 +237,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
     if not root.is_dir():
         raise FileNotFoundError(f"experiment directory {root} does not exist; pass the --workdir "
                                 f"of `codemix experiment run`.")
-    plan = _read_json(root / "plan.json") or []
+    plan = _read_plan(root / "plan.json")
     run_dirs = sorted(p for p in (root / "runs").iterdir() if p.is_dir()) if (root / "runs").is_dir() else []
     if not plan and not run_dirs:
         raise FileNotFoundError(f"{root} holds neither plan.json nor runs/; is it an experiment workdir?")
@@ -246,12 +250,14 @@ def load_experiment(path: str | Path) -> ExperimentData:
     exp_name = root.name
     for name in names:
         d = root / "runs" / name
-        lin = _read_json(d / "lineage.json")
-        info = _read_json(d / "run_info.json") or {}
+        file_problems: list[str] = []
+        lin = _lineage(d / "lineage.json", file_problems)
+        info = run_files.read_object(d / "run_info.json", file_problems)
+        info = run_files.check_run_info(d / "run_info.json", info, file_problems) if info is not None else {}
         gin_text = (d / "operative_config.gin").read_text() if (d / "operative_config.gin").exists() else ""
         b = parse_gin(gin_text)
-        metrics = _read_jsonl(d / "metrics.jsonl")
-        ev = _read_json(d / "eval.json")
+        metrics = run_files.read_metrics(d / "metrics.jsonl", file_problems, (lin or {}).get("final_step"))
+        ev = _eval(d / "eval.json", file_problems)
         if lin:
             lineages[name] = lin
             exp_name = lin.get("experiment", exp_name)
@@ -277,6 +283,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
             problems.append("no metrics.jsonl")
         if ev is None and status == "finished" and not (lin or {}).get("eval_skipped"):
             problems.append("no eval.json")
+        problems += file_problems
         if problems:
             missing.append({"run": name, "variants": list(variants), "problem": "; ".join(problems)})
         for m in metrics:
@@ -289,7 +296,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
             share_rows.append({"run": name, "source": s, "requested": req, "tokens": tok,
                                "realized": tok / total if total else float("nan")})
         final_heldout = None
-        for step, doc in _heldout_files(d):
+        for step, doc in _heldout_files(d, file_problems):
             for fam, r in doc.get("families", {}).items():
                 heldout_rows.append({"run": name, "step": step, "family": fam, "loss": r.get("loss"),
                                      "bpb": r.get("bpb"), "tokens": r.get("tokens"), "bytes": r.get("bytes")})
@@ -344,7 +351,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
     )
 
 
-def _heldout_files(run_dir: Path) -> list[tuple[int, dict]]:
+def _heldout_files(run_dir: Path, problems: list[str]) -> list[tuple[int, dict]]:
     """(step, document) of every heldout/step_<N>.json of a run, by step."""
     d = run_dir / "heldout"
     if not d.is_dir():
@@ -355,10 +362,35 @@ def _heldout_files(run_dir: Path) -> list[tuple[int, dict]]:
             step = int(p.stem.split("_", 1)[1])
         except ValueError:
             continue
-        doc = _read_json(p)
+        doc = run_files.read_object(p, problems)
+        if doc is not None and not isinstance(doc.get("families"), dict):
+            problems.append(f"{p}: families is {json.dumps(doc.get('families'))[:40]}, not an object of "
+                            f"family results: ignored. {run_files.FIXES['heldout']}.")
+            doc = None
         if doc is not None:
             out.append((step, doc))
     return sorted(out, key=lambda x: x[0])
+
+
+def _lineage(path: Path, problems: list[str]) -> dict | None:
+    """lineage.json, with a `variants` that is not a list of names dropped (and named)."""
+    lin = run_files.read_object(path, problems)
+    if lin is not None and "variants" in lin and not (
+            isinstance(lin["variants"], list) and all(isinstance(v, str) for v in lin["variants"])):
+        problems.append(f"{path}: variants is {json.dumps(lin['variants'])[:40]}, not a list of variant names: "
+                        f"the plan's are used. {run_files.FIXES['lineage.json']}.")
+        lin = {k: v for k, v in lin.items() if k != "variants"}
+    return lin
+
+
+def _eval(path: Path, problems: list[str]) -> dict | None:
+    """eval.json, ignored (and named) when its records are not a list of objects."""
+    ev = run_files.read_object(path, problems)
+    records = (ev or {}).get("records", [])
+    if ev is not None and not (isinstance(records, list) and all(isinstance(r, dict) for r in records)):
+        problems.append(f"{path}: records is not a list of result objects: ignored. {run_files.FIXES['eval.json']}.")
+        return None
+    return ev
 
 
 def _losses(metrics: pd.DataFrame) -> pd.DataFrame:
