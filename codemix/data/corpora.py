@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import codemix.data.families  # noqa: F401  (registers the five builders)
+from codemix.data import local_sources
 from codemix.data.corpus import BUILDERS, FAMILIES, CorpusBuilder, CorpusOptions
 from codemix.data.readers import DataError
+from codemix.data.task_table import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +75,29 @@ def text_dataset(
         raise DataError(f"family {family!r} has no split {split!r}; use one of {list(builder.info.splits)}.")
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
     return builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
+
+
+def provenance(names: Iterable[str], options: CorpusOptions | None = None) -> dict[str, dict]:
+    """Which corpora the family tasks or families `names` read, for a run's record
+    and its report: {family: {"config", "fingerprint", and for a local config
+    "sources" (name, version, file count, manifest of each declared source) and
+    "warnings" (optional sources left out); for a full config "raw" (its path)}}.
+
+    Computed from these options and this environment, without preparing
+    anything, so a run records it when it starts (`BatchIterator.corpora`).
+    Names that are not family tasks (e.g. the byte-level `local_text`) read no
+    corpus and have no entry."""
+    options = options or CorpusOptions()
+    out: dict[str, dict] = {}
+    for name in names:
+        family = TASKS[name].family if name in TASKS else name if name in FAMILIES else None
+        if family is None or family in out:
+            continue
+        config = options.config_for(family)
+        entry = {"config": config, "fingerprint": options.fingerprint(family)}
+        if config == "local":
+            entry.update(local_sources.provenance(family))
+        else:
+            entry["raw"] = dict(options.raw_paths)[family]
+        out[family] = entry
+    return out

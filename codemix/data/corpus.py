@@ -2,8 +2,9 @@
 
 One TFDS `GeneratorBasedBuilder` per data family (text, code_web, markup,
 code_adjacent, code_synthetic). Each has two configs:
-  local: the embedded default, read from files that installed packages ship
-         (each family module's docstring lists them); capped at
+  local: the embedded default, read from the family's declared sources (the
+         stdlib, pinned packages, Debian changelogs: codemix/data/local_sources.py,
+         never whatever else is installed); capped at
          `CorpusOptions.local_max_bytes`.
   full:  the user's raw files (`CorpusOptions.raw_paths[family]`, local or gs://).
 
@@ -44,6 +45,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import gin
+from codemix.data import local_sources
 from codemix.data.readers import DataError
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class Doc:
 
     text: str
     family: str
-    source: str  # package==version, "stdlib-3.11", "debian:<pkg>", or a raw file
+    source: str  # "name==version" of a declared local source (local_sources.py), or a raw file
     path: str  # file inside the source (or "file:line" for raw JSONL)
     language: str  # "en" for prose; programming/markup language otherwise
 
@@ -99,8 +101,12 @@ class CorpusOptions:
 
     def fingerprint(self, family: str) -> str:
         """Short hash of every option that changes this family's prepared data,
-        and, for a `full` config, of the raw files themselves (`raw_files_key`):
-        adding, removing or rewriting an input file prepares the corpus again."""
+        and of its inputs: for a `full` config the raw files themselves
+        (`raw_files_key`: adding, removing or rewriting an input file prepares
+        the corpus again); for a `local` config the declared sources, each with
+        its version and file manifest (`local_sources.fingerprint_key`: another
+        Python, another pinned package or another Debian changelog is another
+        corpus; other installed packages are not read and change nothing)."""
         raw = dict(self.raw_paths).get(family)
         key = {
             "config": self.config_for(family),
@@ -114,6 +120,8 @@ class CorpusOptions:
             key["max_bad_files"] = self.max_bad_files
         if raw:
             key["raw_files"] = raw_files_key(raw, exclude=self.data_dir)
+        else:
+            key["sources"] = local_sources.fingerprint_key(family)
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -311,11 +319,15 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder):
                 f"family {self.FAMILY!r} ({self.builder_config.name}) found no documents "
                 f"(dropped: {dict(counts)}); check its sources or raw_paths."
             )
+        local = self.builder_config.name == "local"
         return {
             "family": self.FAMILY,
             "config": self.builder_config.name,
+            "fingerprint": self.options.fingerprint(self.FAMILY),
+            # the declared sources with their versions, and warnings about optional ones left out
+            **(local_sources.provenance(self.FAMILY) if local else {}),
             "documents_read": read + counts["over_local_cap"],
-            "local_cap_bytes": self.options.local_max_bytes if self.builder_config.name == "local" else None,
+            "local_cap_bytes": self.options.local_max_bytes if local else None,
             "dropped": dict(sorted(counts.items())),
             "documents": {k: v["documents"] for k, v in per_split.items()},
             "bytes": {k: v["bytes"] for k, v in per_split.items()},

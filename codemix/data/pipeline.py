@@ -168,6 +168,8 @@ class BatchIterator:
     sequence_length: int
     vocab_size: int
     schedule: list[tuple[int, list[float]]] | None = None  # [(first step, rates)]
+    # corpora.provenance of the sources: per family, its corpus fingerprint and declared sources
+    corpora: dict | None = None
 
     def rates_at(self, step: int) -> list[float]:
         """The requested token shares at optimizer step `step`."""
@@ -323,6 +325,12 @@ def _check_enough_documents(names: Sequence[str], split: str, process_count: int
                 )
 
 
+def _corpora_provenance(names: Sequence[str]) -> dict:
+    from codemix.data import corpora, corpus
+
+    return corpora.provenance(names, corpus.CorpusOptions())
+
+
 @gin.configurable
 def make_train_iterator(
     mixture: str = gin.REQUIRED,
@@ -409,4 +417,5 @@ def make_train_iterator(
         sequence_length=sequence_length,
         vocab_size=vocab_size,
         schedule=schedule,
+        corpora=_corpora_provenance(names),
     )

@@ -32,6 +32,17 @@ def test_realized_token_shares_within_one_percent_over_1000_batches(data_env):
     assert np.max(np.abs(realized - requested)) <= 0.01
 
 
+def test_iterator_records_the_corpora_it_reads(data_env):
+    from codemix.data import corpora, corpus
+
+    it = _iterator("quality_synthetic")
+    assert it.corpora == corpora.provenance(it.source_names)
+    assert set(it.corpora) == set(it.source_names)
+    for family, record in it.corpora.items():
+        assert record["fingerprint"] == corpora.stats(family, corpus.CorpusOptions())["fingerprint"]
+        assert all(s["version"] for s in record["sources"] if not s["name"].startswith("debian:"))
+
+
 def test_rows_are_fully_packed_with_consistent_features(data_env):
     b = next(_iterator("balanced"))
     assert b["decoder_target_tokens"].shape == (4, SEQ)
@@ -133,14 +144,18 @@ def test_inspect_reports_requested_and_realized_shares(data_env, capsys):
               f"--gin_param=VocabOptions.cache_dir='{data_env / 'vocab'}'",
               "--gin_param=CorpusOptions.local_max_bytes=300000", "--gin_param=VocabOptions.size=1024",
               "--gin_param=VocabOptions.sample_bytes=400000"]
-    rc = main(["data", "inspect", "code_p25", "--batches", "50", "--sequence_length", "64", "--json"] + params)
+    rc = main(["data", "inspect", "code_p25", "--batches", "200", "--sequence_length", "64", "--json"] + params)
     assert rc == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     shares = {s["task"]: (s["requested_share"], s["realized_share"]) for s in report["sources"]}
     assert shares == {"text": (0.75, 0.75), "code_web": (0.25, 0.25)}
     assert all(s["sample_documents"] for s in report["sources"])
-    assert report["sources"][1]["tokens_per_document"] > 0  # code files are short: several end in 50 batches
+    # The code_web corpus is the declared sources' files (~11 KB each, ~3000 tokens), whatever else is
+    # installed: 25,600 code tokens in 200 batches end about nine (50 batches ended two).
+    assert report["sources"][1]["tokens_per_document"] > 0
     assert set(report["corpora"]) == {"text", "code_web"}
+    web = report["corpora"]["code_web"]
+    assert [s["name"] for s in web["sources"]][:2] == ["python-stdlib", "gensim"] and web["fingerprint"]
 
 
 def test_unknown_mixture_from_the_command_line_is_one_clear_error(data_env, capsys):

