@@ -37,6 +37,7 @@ CORE = [
     "pandas>=2.0",
     "tabulate>=0.9",  # DataFrame.to_markdown (the report's tables)
     "matplotlib>=3.7",
+    "scipy>=1.11",  # t quantiles of the analysis' intervals (codemix/analysis/stats.py)
 ]
 
 setup(

@@ -12,27 +12,45 @@ improvement in percent: ``100 * (V - B) / B`` for higher-is-better metrics,
 not comparable with the paper's (its are on accuracy at 470M-2.8B
 parameters); the sign is what is tested.
 
-The 95% interval is the paired bootstrap of codemix/analysis/paired.py
-(examples paired by id, seeds independent per variant). Verdict rules:
+The 95% interval is the t interval of codemix/analysis/paired.py (examples
+paired by id, seed noise pooled over the experiment's seed groups). Each row
+also has the two-sided p-value of "no change", and verdicts are decided with
+the error rate controlled **across the whole table**, not per row:
 
-  pairwise claim ("V improves C by x% over B", or costs it for x < 0):
-    agrees        the interval excludes 0 on the paper's side;
-    contradicts   it excludes 0 on the other side;
-    can't tell at this scale   it contains 0;
+  Holm's step-down procedure at 5% over every row that could be tested (a
+  row's p-value is below; `stats.holm`). Whatever the dependence between
+  rows (they share baselines, and seed effects correlate across categories),
+  the chance that a null experiment gives any "agrees" or "contradicts" is
+  at most 5%.
+
+  pairwise claim ("V improves C by x% over B", or costs it for x < 0), p the
+  comparison's p-value:
+    agrees        Holm rejects, and the change is on the paper's side;
+    contradicts   Holm rejects, on the other side;
+    can't tell at this scale   otherwise (the 95% interval may still exclude
+                  0: the note then says that it does not survive the table's
+                  correction);
     missing       a variant, its runs, the metric or per-example values are absent.
   "V is best for C" among candidates: V is compared with each of the k other
   present candidates.
-    agrees        every 95% interval excludes 0 in V's favour (all k must
-                  hold at once, so the claim's error rate stays at 5%);
-    contradicts   some candidate is better than V with a (1 - 0.05 / k)
-                  interval excluding 0 (Bonferroni: with 5 rivals, "any one
-                  of them" at 95% each would fire on noise ~1 time in 5);
-    can't tell at this scale   otherwise;
-    missing       V, or every other candidate, is absent.
+    agrees if every comparison favours V: p = the largest of the k p-values
+                  (an intersection-union test: all must hold at once, so no
+                  correction is needed within the row);
+    contradicts if some rival beats V: p = k times the smallest p-value of
+                  the rivals ahead of V (Bonferroni within the row);
+    the row's p is the smaller of the two, then Holm as above.
+
+Two rules withhold a verdict whatever the p-value: a comparison whose seed
+noise was never measured (one seed in every group of the experiment) reads
+"can't tell: one seed"; and each row carries its minimum detectable effect
+(`Comparison.mde`, 80% power at 5%), noted where it is larger than the
+paper's number (the benchmark is too small to support a verdict on the
+paper's effect at this scale).
 
 `heldout_findings` adds per-family held-out bits-per-byte comparisons of
 every variant against a baseline: the quantity with the most signal at small
-scale.
+scale. It drops variants whose final runs are the baseline's own (code_p0
+is text_only's runs in the study matrix), and applies Holm over its own table.
 """
 from __future__ import annotations
 
@@ -41,6 +59,7 @@ import math
 
 import pandas as pd
 
+from codemix.analysis import stats
 from codemix.analysis.load import ExperimentData
 from codemix.analysis.paired import (
     Comparison,
@@ -55,6 +74,8 @@ from codemix.analysis.paired import (
 from codemix.analysis.paired import heldout as heldout_measure
 
 AGREES, CONTRADICTS, CANT_TELL, MISSING = "agrees", "contradicts", "can't tell at this scale", "missing"
+ONE_SEED = "can't tell: one seed"
+ALPHA = 0.05
 CATEGORY_MEASURES = {c: (continuous(c), primary(c)) for c in ("reasoning", "knowledge", "code")}
 SWEEP = tuple(f"code_p{p}" for p in (0, 25, 50, 75, 90, 100))
 # The study's 11 reasoning tasks: the 9 codemix/eval/tasks.py ships (its group
@@ -99,43 +120,14 @@ CLAIMS = (
 )
 
 COLUMNS = ["claim", "category", "paper", "comparison", "metric", "improvement", "ci_low", "ci_high",
-           "verdict", "note", "min_seeds"]
+           "p_value", "p_holm", "mde", "verdict", "note", "min_seeds"]
 
 
-def verdict(low: float, high: float, paper_sign: float) -> str:
-    """Verdict of an improvement interval [low, high] against the paper's sign (+1 or -1)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return MISSING
-    if paper_sign * low > 0 and paper_sign * high > 0:
-        return AGREES
-    if paper_sign * low < 0 and paper_sign * high < 0:
-        return CONTRADICTS
-    return CANT_TELL
-
-
-def best_verdict(improvements: list[tuple[float, float]], corrected: list[tuple[float, float]] | None = None) -> str:
-    """Verdict of "best" from the target's improvement intervals over each rival.
-
-    `improvements`: 95% intervals (for agrees); `corrected`: the same
-    comparisons at the Bonferroni level (for contradicts; default the same).
-    """
-    corrected = improvements if corrected is None else corrected
-    finite = [math.isfinite(lo) and math.isfinite(hi) for lo, hi in improvements]
-    if not any(finite):
-        return MISSING
-    if any(f and hi < 0 for f, (_, hi) in zip(finite, corrected)):
-        return CONTRADICTS
-    if all(finite) and all(lo > 0 for lo, _ in improvements):
-        return AGREES
-    return CANT_TELL
-
-
-def measured(scores: PairedScores, variant_runs, baseline_runs, category: str, resamples: int,
-             seed: int, level: float = 0.95) -> Comparison:
+def measured(scores: PairedScores, variant_runs, baseline_runs, category: str, level: float = 0.95) -> Comparison:
     """The comparison on the first of the category's measures that both sides have."""
     first = None
     for m in CATEGORY_MEASURES[category]:
-        c = scores.compare(variant_runs, baseline_runs, m, resamples, seed, level)
+        c = scores.compare(variant_runs, baseline_runs, m, level)
         if c.status == "ok":
             return c
         first = first or c
@@ -162,8 +154,8 @@ def _cooldown_pair(data: ExperimentData, claim: Claim) -> tuple[str, list[str], 
 def _missing_row(claim: Claim, category: str, paper: float | None, comparison: str, note: str) -> dict:
     nan = float("nan")
     return {"claim": claim.text, "category": category, "paper": _paper(paper), "comparison": comparison,
-            "metric": "missing", "improvement": nan, "ci_low": nan, "ci_high": nan, "verdict": MISSING,
-            "note": note}
+            "metric": "missing", "improvement": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
+            "p_holm": nan, "mde": nan, "verdict": MISSING, "note": note}
 
 
 def _paper(p: float | None) -> str:
@@ -174,7 +166,12 @@ def _metric_label(m: Measure) -> str:
     return f"{m.label}{'' if m.higher_is_better else ' (lower is better)'}"
 
 
-def _pair_rows(data, scores, claim, resamples, seed) -> list[dict]:
+def _signed(c: Comparison) -> float:
+    """+1 when the comparison favours the variant, -1 otherwise (improvement's sign)."""
+    return 1.0 if c.improvement[0] > 0 else -1.0
+
+
+def _pair_rows(data, scores, claim) -> list[dict]:
     if claim.key == "cooldown_code":
         label, vr, br = _cooldown_pair(data, claim)
     else:
@@ -186,30 +183,37 @@ def _pair_rows(data, scores, claim, resamples, seed) -> list[dict]:
         if absent:
             rows.append(_missing_row(claim, cat, paper, label, f"not in this experiment: {', '.join(absent)}"))
             continue
-        c = measured(scores, vr, br, cat, resamples, seed)
+        if set(vr) == set(br):
+            rows.append(_missing_row(claim, cat, paper, label, "not a comparison: both sides are the same runs"))
+            continue
+        c = measured(scores, vr, br, cat)
         if c.status != "ok":
             rows.append(_missing_row(claim, cat, paper, label, c.status))
             continue
         imp, lo, hi = c.improvement
+        note = c.describe()
+        if math.isfinite(c.mde) and c.mde > abs(paper):
+            note += f"; underpowered: detects ±{c.mde:.1f}% (80% power), the paper's effect is {paper:+.1f}%"
         rows.append({"claim": claim.text, "category": cat, "paper": _paper(paper), "comparison": label,
                      "metric": _metric_label(c.measure), "improvement": imp, "ci_low": lo, "ci_high": hi,
-                     "verdict": verdict(lo, hi, 1.0 if paper >= 0 else -1.0), "note": c.describe(),
+                     "p_value": c.p_value, "mde": c.mde, "note": note,
+                     "_side": _signed(c) * (1.0 if paper >= 0 else -1.0), "_measured": c.seed_noise_measured,
                      "min_seeds": min(c.n_seeds, c.baseline_seeds)})
     return rows
 
 
-def _best_rows(data, scores, claim, resamples, seed) -> list[dict]:
+def _best_rows(data, scores, claim) -> list[dict]:
     rows = []
     target = final_runs(data, claim.variant)
     rivals = [v for v in claim.candidates if v != claim.variant]
-    present = [v for v in rivals if final_runs(data, v)]
+    present = [v for v in rivals if final_runs(data, v) and set(final_runs(data, v)) != set(target)]
     label = f"`{claim.variant}` vs {', '.join(f'`{v}`' for v in rivals)}"
     for cat, paper in claim.paper:
         if not target or not present:
             absent = [claim.variant] if not target else rivals
             rows.append(_missing_row(claim, cat, paper, label, f"not in this experiment: {', '.join(absent)}"))
             continue
-        comps = {v: measured(scores, target, final_runs(data, v), cat, resamples, seed) for v in present}
+        comps = {v: measured(scores, target, final_runs(data, v), cat) for v in present}
         ok = {v: c for v, c in comps.items() if c.status == "ok"}
         if not ok:
             rows.append(_missing_row(claim, cat, paper, label, next(iter(comps.values())).status))
@@ -221,28 +225,46 @@ def _best_rows(data, scores, claim, resamples, seed) -> list[dict]:
         absent = [v for v in rivals if v not in ok]
         if absent:
             notes.append(f"not compared: {', '.join(absent)}")
-        level = 1 - 0.05 / len(ok)
-        strict = {v: measured(scores, target, final_runs(data, v), cat, resamples, seed, level) for v in ok}
-        better = [v for v, x in strict.items() if x.improvement[2] < 0]
-        if better:
-            notes.append(f"better than `{claim.variant}` at the {100 * level:.1f}% level: {', '.join(better)}")
-        v = best_verdict([ok[k].improvement[1:] for k in ok], [strict[k].improvement[1:] for k in ok])
+        ahead = [x for x in ok.values() if x.improvement[0] < 0]  # rivals ahead of the target
+        p_agree = max(x.p_value for x in ok.values()) if not ahead else 1.0
+        p_contra = min(1.0, len(ok) * min(x.p_value for x in ahead)) if ahead else 1.0
         rows.append({"claim": claim.text, "category": cat, "paper": _paper(paper),
                      "comparison": f"`{claim.variant}` vs `{rival}` (closest of {len(ok)})",
                      "metric": _metric_label(c.measure), "improvement": imp, "ci_low": lo, "ci_high": hi,
-                     "verdict": v, "note": "; ".join(notes),
+                     "p_value": min(p_agree, p_contra), "mde": c.mde, "note": "; ".join(notes),
+                     "_side": 1.0 if p_agree <= p_contra else -1.0,
+                     "_measured": all(x.seed_noise_measured for x in ok.values()),
                      "min_seeds": min(min(x.n_seeds, x.baseline_seeds) for x in ok.values())})
     return rows
 
 
-def claim_findings(data: ExperimentData, resamples: int = 2000, seed: int = 0,
-                   scores: PairedScores | None = None) -> pd.DataFrame:
-    """One row per (claim, category): measured improvement (%), 95% interval, verdict (module doc)."""
+def _decide(rows: list[dict], alpha: float = ALPHA) -> None:
+    """Holm over the rows' p-values; each row's verdict and p_holm, in place (module docstring)."""
+    testable = [r for r in rows if r.get("_measured") and math.isfinite(r["p_value"])]
+    adj, reject = stats.holm([r["p_value"] for r in testable], alpha)
+    for r, a, rej in zip(testable, adj, reject):
+        r["p_holm"] = float(a)
+        if rej:
+            r["verdict"] = AGREES if r["_side"] > 0 else CONTRADICTS
+        else:
+            r["verdict"] = CANT_TELL
+            if r["ci_low"] > 0 or r["ci_high"] < 0:
+                r["note"] += (f"; its 95% interval excludes 0 (p = {r['p_value']:.3f}), but not after "
+                              f"Holm's correction over the table's {len(testable)} tests")
+    for r in rows:
+        if "_measured" in r and not r["_measured"]:
+            r["verdict"], r["p_holm"] = ONE_SEED, float("nan")
+        r.pop("_side", None)
+        r.pop("_measured", None)
+
+
+def claim_findings(data: ExperimentData, scores: PairedScores | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (claim, category): improvement (%), 95% interval, p-values and verdict (module doc)."""
     scores = scores or PairedScores.of(data)
     rows = []
     for claim in CLAIMS:
-        fn = _pair_rows if claim.kind == "pair" else _best_rows
-        rows += fn(data, scores, claim, resamples, seed)
+        rows += (_pair_rows if claim.kind == "pair" else _best_rows)(data, scores, claim)
+    _decide(rows, alpha)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -254,15 +276,20 @@ def heldout_baseline(data: ExperimentData, baseline: str = "text_only") -> str |
 
 
 HELDOUT_COLUMNS = ["variant", "family", "bpb", "baseline_bpb", "change", "ci_low", "ci_high",
-                   "excludes_zero", "n_seeds", "baseline_seeds", "status", "note"]
+                   "excludes_zero", "p_value", "p_holm", "holds_after_holm", "n_seeds", "baseline_seeds",
+                   "status", "note"]
 
 
-def heldout_findings(data: ExperimentData, baseline: str = "text_only", resamples: int = 2000, seed: int = 0,
-                     scores: PairedScores | None = None) -> pd.DataFrame:
+def heldout_findings(data: ExperimentData, baseline: str = "text_only", scores: PairedScores | None = None,
+                     alpha: float = ALPHA) -> pd.DataFrame:
     """Per variant (final stage) and held-out family: relative change of bpb against the baseline.
 
-    Negative change = lower bits per byte = better. `attrs["baseline"]` is the
-    baseline used (`heldout_baseline`); `attrs["note"]` explains an empty table.
+    Negative change = lower bits per byte = better. `excludes_zero` is the
+    comparison's own 95% interval; `holds_after_holm` is Holm's procedure
+    over the table's comparisons (family-wise 5%). Variants whose final runs
+    are the baseline's are left out (named in `attrs["same_runs"]`).
+    `attrs["baseline"]` is the baseline used (`heldout_baseline`);
+    `attrs["note"]` explains an empty table.
     """
     scores = scores or PairedScores.of(data)
     out = pd.DataFrame(columns=HELDOUT_COLUMNS)
@@ -272,35 +299,52 @@ def heldout_findings(data: ExperimentData, baseline: str = "text_only", resample
         out.attrs["note"] = "no variant has a held-out evaluation" if base else "no variants"
         return out
     base_runs = final_runs(data, base)
-    rows = []
+    rows, same = [], []
     for v in data.variants:
         if v == base:
             continue
+        runs = final_runs(data, v)
+        if runs and set(runs) == set(base_runs):
+            same.append(v)
+            continue
         for fam in fams:
-            c = scores.compare(final_runs(data, v), base_runs, heldout_measure(fam), resamples, seed)
+            c = scores.compare(runs, base_runs, heldout_measure(fam))
+            ok = c.status == "ok"
             rows.append({"variant": v, "family": fam, "bpb": c.score, "baseline_bpb": c.baseline_score,
                          "change": c.change, "ci_low": c.low, "ci_high": c.high,
-                         "excludes_zero": c.excludes_zero if c.status == "ok" else False,
-                         "n_seeds": c.n_seeds, "baseline_seeds": c.baseline_seeds, "status": c.status,
+                         "excludes_zero": c.excludes_zero if ok else False,
+                         "p_value": c.p_value if ok and c.seed_noise_measured else float("nan"),
+                         "n_seeds": c.n_seeds, "baseline_seeds": c.baseline_seeds,
+                         "status": c.status if c.seed_noise_measured or not ok else ONE_SEED,
                          "note": c.describe()})
+    adj, reject = stats.holm([r["p_value"] for r in rows], alpha)
+    for r, a, rej in zip(rows, adj, reject):
+        r["p_holm"], r["holds_after_holm"] = float(a), bool(rej)
     out = pd.DataFrame(rows, columns=HELDOUT_COLUMNS)
     out.attrs["baseline"] = base
+    out.attrs["same_runs"] = same
     return out
 
 
 def heldout_summary(table: pd.DataFrame) -> str:
-    """'k of N held-out comparisons exclude zero (i lower bpb, j higher).'"""
+    """'k of N held-out comparisons exclude zero (i lower bpb, j higher); h hold after Holm.'"""
     ok = table[table["status"] == "ok"] if len(table) else table
     if not len(ok):
+        if len(table) and (table["status"] == ONE_SEED).any():
+            return "Seed noise was not measured (one seed everywhere): no held-out comparison is decided."
         return "No held-out comparison could be made."
     ex = ok[ok["excludes_zero"].astype(bool)]
     lower = int((ex["ci_high"] < 0).sum())
+    held = ok[ok["holds_after_holm"].astype(bool)]
+    held_lower = int((held["ci_high"] < 0).sum())
     return (f"{len(ex)} of {len(ok)} held-out comparisons have a 95% interval that excludes zero "
-            f"({lower} with lower bits per byte than the baseline, {len(ex) - lower} with higher).")
+            f"({lower} with lower bits per byte than the baseline, {len(ex) - lower} with higher); "
+            f"{len(held)} hold after Holm's correction over the {len(ok)} ({held_lower} lower, "
+            f"{len(held) - held_lower} higher), so the chance that any of those is noise is at most 5%.")
 
 
 def unresolved(findings: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(claims that can't be told at this scale, claims not measured here), as 'claim (category)'."""
     def names(mask):
         return [f"{r.claim} ({r.category})" for r in findings[mask].itertuples()]
-    return names(findings["verdict"] == CANT_TELL), names(findings["verdict"] == MISSING)
+    return names(findings["verdict"].isin([CANT_TELL, ONE_SEED])), names(findings["verdict"] == MISSING)

@@ -171,8 +171,7 @@ def _measure(target: str) -> Measure | None:
     return Measure(target, metric, head, ())
 
 
-def measured(data: ExperimentData, runs: Sequence[str], target: str, resamples: int = 1000
-             ) -> tuple[float, float, float, str]:
+def measured(data: ExperimentData, runs: Sequence[str], target: str) -> tuple[float, float, float, str]:
     """(mean, low, high, how) of `target` over `runs` (seeds of one mixture).
 
     The interval is the bootstrap over examples/documents and seeds
@@ -187,7 +186,7 @@ def measured(data: ExperimentData, runs: Sequence[str], target: str, resamples: 
         if measure.category not in set(paired.category_of.values()):  # a benchmark, not a category
             measure = Measure(target, measure.metric, None, (measure.category,))
     if measure is not None:
-        _, lo, hi, why = PairedScores.of(data).interval(list(runs), measure, resamples)
+        _, lo, hi, why = PairedScores.of(data).interval(list(runs), measure)
         if why == "ok":
             return mean, lo, hi, "examples and seeds"
     v = vals[np.isfinite(vals)]
@@ -197,13 +196,13 @@ def measured(data: ExperimentData, runs: Sequence[str], target: str, resamples: 
     return mean, mean - half, mean + half, "t over seeds"
 
 
-def point_table(data: ExperimentData, law: ml.Law, runs: pd.DataFrame, resamples: int = 1000) -> pd.DataFrame:
+def point_table(data: ExperimentData, law: ml.Law, runs: pd.DataFrame) -> pd.DataFrame:
     """Per mixture point of the fit: its shares, measured mean with interval, the law's prediction and band."""
     cols = share_columns(runs)
     rows = []
     for key, g in runs.groupby(cols, sort=True):
         shares = np.atleast_1d(np.asarray(key, dtype=np.float64))
-        mean, lo, hi, how = measured(data, g["run"].tolist(), law.target, resamples)
+        mean, lo, hi, how = measured(data, g["run"].tolist(), law.target)
         plo, phi = law.interval(shares[None])
         rows.append({**dict(zip(cols, shares)), "mixture": ", ".join(sorted(set(g["mixture"].astype(str)))),
                      "n_seeds": len(g), "measured": mean, "low": lo, "high": hi, "interval": how,
@@ -274,8 +273,7 @@ def find_proposals(data: ExperimentData, dirs: Sequence[Path] | None = None) -> 
     return out
 
 
-def predicted_vs_measured(data: ExperimentData, dirs: Sequence[Path] | None = None,
-                          resamples: int = 1000) -> pd.DataFrame:
+def predicted_vs_measured(data: ExperimentData, dirs: Sequence[Path] | None = None) -> pd.DataFrame:
     """Per trained proposal and target: the sidecar's prediction beside the measurement and its interval."""
     cols = ["mixture", "kind", "target", "predicted", "pred_low", "pred_high", "measured", "low", "high",
             "n_seeds", "interval", "inside", "shares"]
@@ -287,7 +285,7 @@ def predicted_vs_measured(data: ExperimentData, dirs: Sequence[Path] | None = No
             continue
         for t, p in side["predicted"].items():
             try:
-                mean, lo, hi, how = measured(data, r, t, resamples)
+                mean, lo, hi, how = measured(data, r, t)
             except ml.LawError:
                 continue
             rows.append({"mixture": mix, "kind": side.get("kind"), "target": t, "predicted": p["predicted"],

@@ -1,4 +1,4 @@
-"""Score sets for the paired bootstrap, built from an experiment's per-example values.
+"""Score sets for the intervals of stats.py, built from an experiment's per-example values.
 
 codemix/analysis/stats.py computes scores, changes and intervals on *score
 sets*: ``{benchmark: array (seeds, examples)}``, example columns aligned by id
@@ -18,10 +18,13 @@ per-document values) and says plainly when it cannot:
     interval from benchmark means alone would hide the sampling noise of the
     examples and be narrower than the data allow.
 
-The interval itself is `stats.paired_change` / `stats.mean_interval`:
-examples resampled within each benchmark (the same draws for both sides),
-seeds resampled independently per side, benchmarks as a fixed list (the
-default there; see its docstring for why).
+The interval itself is `stats.paired_change` / `stats.mean_interval`: a t
+interval with the examples paired by id (jackknifed within each benchmark)
+and a seed term whose variance is pooled over every seed group of the
+experiment (`PairedScores.noise`: the final stage of each variant, runs
+shared by two variants counted once), benchmarks as a fixed list. With two
+seeds per variant, one variant alone estimates its seed variance on one
+degree of freedom; the experiment's eight or nine variants give it eight.
 """
 from __future__ import annotations
 
@@ -116,6 +119,13 @@ class Comparison:
     baseline_seeds: int
     dropped_examples: int
     status: str
+    p_value: float = float("nan")  # two-sided, of "no change"
+    mde: float = float("nan")  # smallest relative change (%) detected with 80% power at the 5% level
+    seed_noise: str = ""  # stats.Change.seed_noise
+
+    @property
+    def seed_noise_measured(self) -> bool:
+        return self.seed_noise != stats.NOT_MEASURED
 
     @property
     def improvement(self) -> tuple[float, float, float]:
@@ -137,7 +147,8 @@ class Comparison:
         else:
             s += (f"{self.n_benchmarks} benchmark{'s' if self.n_benchmarks != 1 else ''}, "
                   f"{self.n_examples} examples")
-        return s + (f" ({self.dropped_examples} unpaired dropped)" if self.dropped_examples else "")
+        s += f" ({self.dropped_examples} unpaired dropped)" if self.dropped_examples else ""
+        return s + ("; seed noise not measured (one seed everywhere)" if not self.seed_noise_measured else "")
 
 
 def _missing_comparison(measure: Measure, status: str) -> Comparison:
@@ -242,28 +253,57 @@ class PairedScores:
             return Pair({}, {}, tuple(measured), dropped, tuple(lost), status=NO_PER_EXAMPLE)
         return Pair(sets[0], sets[1], tuple(measured), dropped, ())
 
+    # -- the experiment's seed noise -----------------------------------------
+    def seed_groups(self) -> list[list[str]]:
+        """Runs that differ only in their seed: each variant's final stage, a
+        run set shared by several variants (code_p0 and text_only) once."""
+        ch = self.data.chains
+        if not len(ch):
+            return []
+        seen, out = set(), []
+        for _, g in ch.groupby("variant", sort=False):
+            runs = list(g[g["stage_index"] == g["stage_index"].max()]["run"])
+            key = frozenset(runs)
+            if len(runs) >= 2 and key not in seen:
+                seen.add(key)
+                out.append(runs)
+        return out
+
+    def noise(self, measure: Measure) -> stats.SeedNoise:
+        """Seed variance of `measure` pooled over the experiment's seed groups (cached)."""
+        cache = self.__dict__.setdefault("_noise", {})
+        if measure not in cache:
+            sets = []
+            for runs in self.seed_groups():
+                p = self.pair(runs, [], measure)
+                if p.status == "ok":
+                    sets.append(p.variant)
+            cache[measure] = stats.seed_noise(sets)
+        return cache[measure]
+
     def compare(self, variant_runs: Sequence[str], baseline_runs: Sequence[str], measure: Measure,
-                resamples: int = 2000, seed: int = 0, level: float = 0.95) -> Comparison:
-        """Relative change of the variant's score against the baseline's (paired bootstrap)."""
+                level: float = 0.95) -> Comparison:
+        """Relative change of the variant's score against the baseline's (t interval, pooled seed noise)."""
         if not baseline_runs:
             return _missing_comparison(measure, "missing (no baseline runs)")
         p = self.pair(variant_runs, baseline_runs, measure)
         if p.status != "ok":
             return _missing_comparison(measure, p.status)
-        ch = stats.paired_change(p.variant, p.baseline, kind="relative", resamples=resamples,
-                                 level=level, seed=seed)
+        ch = stats.paired_change(p.variant, p.baseline, kind="relative", level=level, noise=self.noise(measure))
+        status = "ok"
+        if not math.isfinite(ch.low):
+            status = "missing (a score is 0: no relative change)"
         return Comparison(measure, ch.value, ch.low, ch.high, stats.score(p.variant), stats.score(p.baseline),
                           ch.n_benchmarks, ch.n_examples, ch.n_seeds, ch.base_seeds, p.dropped_examples,
-                          "ok" if math.isfinite(ch.value) else "missing (baseline score is 0)")
+                          status, ch.p_value, ch.mde, ch.seed_noise)
 
-    def interval(self, runs: Sequence[str], measure: Measure, resamples: int = 2000,
-                 seed: int = 0) -> tuple[float, float, float, str]:
+    def interval(self, runs: Sequence[str], measure: Measure, level: float = 0.95) -> tuple[float, float, float, str]:
         """(score, low, high, status) of one side's runs; NaN interval when not computable."""
         p = self.pair(runs, [], measure)
         nan = float("nan")
         if p.status != "ok":
             return nan, nan, nan, p.status
-        mean, lo, hi = stats.mean_interval(p.variant, resamples=resamples, seed=seed)
+        mean, lo, hi = stats.mean_interval(p.variant, level=level, noise=self.noise(measure))
         return mean, lo, hi, "ok"
 
     def per_seed(self, runs: Sequence[str], measure: Measure, benches: Sequence[str]) -> np.ndarray:

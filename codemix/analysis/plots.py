@@ -234,7 +234,7 @@ def _sweep_variants(data: ExperimentData) -> list[tuple[str, int]]:
     return sorted(out, key=lambda x: x[1])
 
 
-def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None, resamples: int = 1000) -> pd.DataFrame:
+def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Continuous metrics of the code_p<N> variants' final stages against their code share (%).
 
     One row per variant and category: reasoning mean prob_correct, knowledge
@@ -254,7 +254,7 @@ def sweep_points(data: ExperimentData, scores: pd.DataFrame | None = None, resam
             benches = [b for b in paired.benchmarks(m) if all(paired.has_record(r, m, b) for r in runs)]
             if not runs or not benches:
                 continue
-            mean, lo, hi, why = paired.interval(runs, m, resamples)
+            mean, lo, hi, why = paired.interval(runs, m)
             if why != "ok":
                 mean = float(np.nanmean(paired.per_seed(runs, m, benches)))
             rows.append({"variant": v, "code_percent": pct, "category": c, "metric": m.label, "score": mean,
@@ -284,12 +284,12 @@ def sweep_curve(data: ExperimentData, path: str | Path, scores: pd.DataFrame | N
     return _save(fig, path)
 
 
-def heldout_sweep_points(data: ExperimentData, resamples: int = 1000) -> pd.DataFrame:
+def heldout_sweep_points(data: ExperimentData) -> pd.DataFrame:
     """heldout_scores of the code_p<N> variants with their code share in percent."""
     sweep = dict(_sweep_variants(data))
     if not sweep:
         return pd.DataFrame(columns=["variant", "family", "bpb", "ci_low", "ci_high", "code_percent"])
-    h = heldout_scores(data, resamples)
+    h = heldout_scores(data)
     h = h[h["variant"].isin(sweep)]
     return h.assign(code_percent=h["variant"].map(sweep)).sort_values(["family", "code_percent"])
 

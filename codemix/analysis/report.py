@@ -16,9 +16,10 @@ Section order:
      for trained proposals (codemix/analysis/law_experiment.py).
   6. Missing runs, all runs, realized mixture shares, plots (DIR/report/*.png).
 
-Every interval is the paired bootstrap over per-example values
-(codemix/analysis/paired.py); where a run has none, the interval reads
-"missing (no per-example values)". A missing baseline, variant, metric or run
+Every interval of a score or change is the t interval over per-example
+values with the experiment's pooled seed noise (codemix/analysis/stats.py,
+paired.py); where a run has none, the interval reads "missing (no
+per-example values)". Verdicts are corrected for multiplicity (Holm). A missing baseline, variant, metric or run
 is reported in the text, never a crash.
 """
 from __future__ import annotations
@@ -75,36 +76,52 @@ def _ci(lo: float, hi: float, why: str = "missing", fmt: str = "{:+.1f}") -> str
     return why
 
 
-def _findings_section(data: ExperimentData, paired: PairedScores, resamples: int) -> str:
-    f = findings.claim_findings(data, resamples, scores=paired)
+INTERVAL_NOTE = ("95% intervals are t intervals: examples (documents) paired by id between the two sides and "
+                 "jackknifed within each benchmark, plus a seed term whose variance is pooled over every seed "
+                 "group of this experiment (each variant's final stage), with Satterthwaite's degrees of "
+                 "freedom (codemix/analysis/stats.py). They assume that seed variance is alike, as a fraction "
+                 "of the score, across variants.")
+
+
+CANT_RESOLVE = "Cannot be resolved at this scale (not significant after the table's correction, or seed noise unmeasured)"
+
+
+def _findings_section(data: ExperimentData, paired: PairedScores) -> str:
+    f = findings.claim_findings(data, scores=paired)
     show = f.assign(**{"measured %": f["improvement"],
-                       "95% CI": [_ci(lo, hi) for lo, hi in zip(f["ci_low"], f["ci_high"])]})
-    show = show[["claim", "category", "paper", "comparison", "metric", "measured %", "95% CI", "verdict", "note"]]
+                       "95% CI": [_ci(lo, hi) for lo, hi in zip(f["ci_low"], f["ci_high"])],
+                       "p (Holm)": ["–" if not math.isfinite(p) else f"{p:.3f}" for p in f["p_holm"]],
+                       "detects ±%": ["–" if not math.isfinite(m) else f"{m:.1f}" for m in f["mde"]]})
+    show = show[["claim", "category", "paper", "comparison", "metric", "measured %", "95% CI", "p (Holm)",
+                 "detects ±%", "verdict", "note"]]
     intro = (
         "Each headline claim of the study (Aryabumi et al. 2024) against this experiment's final stages, on the "
         "metric with the best signal the experiment has: reasoning = mean `prob_correct` (probability of the gold "
         "choice) over the reasoning benchmarks; knowledge and code = gold bits per byte, lower is better. "
         "*measured %* is the relative improvement, 100 × (V − B) / B, sign-flipped for bits per byte so that "
         "positive means better, as in the paper; only its sign is comparable with the paper's number (theirs are "
-        "accuracies at 470M–2.8B parameters). The 95% interval is a paired bootstrap: examples resampled within "
-        "each benchmark, paired by id between the two sides, seeds resampled independently per side, the "
-        "benchmark list fixed. Verdict: **agrees** when the interval excludes 0 on the paper's side, "
-        "**contradicts** when it excludes 0 on the other side, **can't tell at this scale** when it contains 0; "
-        "for \"best\" claims the variant is compared with every other candidate (the closest is shown): agrees "
-        "when it beats all of them, contradicts when one beats it.")
+        "accuracies at 470M–2.8B parameters). " + INTERVAL_NOTE + " Verdicts control the error rate over the "
+        "whole table: Holm's procedure at 5% over every testable row (*p (Holm)* is the adjusted p-value), so a "
+        "null experiment gives any verdict at most 1 time in 20. **agrees** / **contradicts**: Holm rejects "
+        "\"no change\" and the change is on / against the paper's side; **can't tell at this scale** otherwise. "
+        "For \"best\" claims the variant is compared with every other candidate (the closest is shown): agrees "
+        "when it beats all of them, contradicts when one beats it (Bonferroni within the row). *detects ±%* is "
+        "the smallest change this comparison detects with 80% power; where it exceeds the paper's number the "
+        "note says the row is underpowered. **can't tell: one seed**: no variant of the experiment has two "
+        "seeds, so seed noise is unmeasured and no verdict is given.")
     agree = [f"{r.claim} ({r.category})" for r in f.itertuples() if r.verdict == findings.AGREES]
     contra = [f"{r.claim} ({r.category})" for r in f.itertuples() if r.verdict == findings.CONTRADICTS]
     cant, missing = findings.unresolved(f)
     lines = [intro, "", markdown_table(show, floats={"measured %": lambda v: f"{v:+.1f}"}), ""]
     for label, items in (("Agrees", agree), ("Contradicts", contra),
-                         ("Cannot be resolved at this scale (the interval contains 0)", cant),
+                         (CANT_RESOLVE, cant),
                          ("Not measured in this experiment", missing)):
         lines.append(f"- **{label}:** " + ("; ".join(items) if items else "none") + ".")
     one_seed = f[f["min_seeds"] == 1]
     if len(one_seed):
         lines.append(f"- **One seed:** {len(one_seed)} of the measured rows compare a side with a single seed; "
-                     "their intervals hold the examples' sampling noise but not seed-to-seed variation "
-                     "(run `Experiment.seeds` ≥ 2 to include it).")
+                     "its seed noise is the pooled estimate from the experiment's other variants where they "
+                     "have seeds (run `Experiment.seeds` ≥ 2 to measure it).")
     lines += ["", _reasoning_note(paired)]
     return "\n".join(lines)
 
@@ -117,8 +134,8 @@ def _reasoning_note(paired: PairedScores) -> str:
             f"are not available offline, so no codemix experiment has them).")
 
 
-def _heldout_findings_section(data: ExperimentData, paired: PairedScores, baseline: str, resamples: int) -> str:
-    h = findings.heldout_findings(data, baseline, resamples, scores=paired)
+def _heldout_findings_section(data: ExperimentData, paired: PairedScores, baseline: str) -> str:
+    h = findings.heldout_findings(data, baseline, scores=paired)
     if "note" in h.attrs:
         return f"No held-out comparison: {h.attrs['note']}."
     base = h.attrs["baseline"]
@@ -127,16 +144,19 @@ def _heldout_findings_section(data: ExperimentData, paired: PairedScores, baseli
     show = h.assign(**{"change %": h["change"],
                        "95% CI": [_ci(lo, hi, why if why != "ok" else "missing", "{:+.2f}")
                                   for lo, hi, why in zip(h["ci_low"], h["ci_high"], h["status"])],
-                       "excludes 0": ["yes" if x else "no" for x in h["excludes_zero"]]})
-    show = show[["variant", "family", "bpb", "baseline_bpb", "change %", "95% CI", "excludes 0", "note"]]
+                       "excludes 0": ["yes" if x else "no" for x in h["excludes_zero"]],
+                       "after Holm": ["yes" if x else "no" for x in h["holds_after_holm"]]})
+    show = show[["variant", "family", "bpb", "baseline_bpb", "change %", "95% CI", "excludes 0", "after Holm",
+                 "note"]]
     note = (f"Final stage of each variant against `{base}`"
             f"{'' if base == baseline else f' (the requested baseline `{baseline}` is absent)'}: relative change "
             f"of each held-out family's bits per byte, 100 × (V − B) / B; negative = lower bpb = better. "
-            f"Intervals: paired bootstrap over documents (paired by id) and seeds.")
-    one = h[(h["status"] == "ok") & ((h["n_seeds"] == 1) | (h["baseline_seeds"] == 1))]
-    if len(one):
-        note += (f" {len(one)} comparison(s) have a side with one seed: their intervals hold document noise "
-                 f"but not seed-to-seed variation.")
+            f"{INTERVAL_NOTE} *after Holm*: the comparison holds under Holm's correction over this table "
+            f"(family-wise 5%); an interval that excludes 0 alone is expected about once in 20 comparisons "
+            f"from noise.")
+    if h.attrs.get("same_runs"):
+        note += (f" Left out, their final runs being `{base}`'s own: "
+                 f"{', '.join(f'`{v}`' for v in h.attrs['same_runs'])}.")
     return "\n".join([note, "", findings.heldout_summary(h), "",
                       markdown_table(show, floats={"change %": lambda v: f"{v:+.2f}", "bpb": lambda v: f"{v:.4f}",
                                                    "baseline_bpb": lambda v: f"{v:.4f}"})])
@@ -181,12 +201,12 @@ def _scores_section(data: ExperimentData, scores: pd.DataFrame) -> str:
     wide = wide[tables._categories(wide.columns)]
     wide.columns.name = None
     note = ("Mean over each category's benchmarks of their primary metric (and over seeds) with its 95% "
-            "interval (bootstrap over examples and seeds); \"missing\" = the run has no evaluation.")
+            "t interval (examples and pooled seed noise); \"missing\" = the run has no evaluation.")
     return note + "\n\n" + markdown_table(wide, index=True)
 
 
-def _change_section(data: ExperimentData, paired: PairedScores, baseline: str, resamples: int) -> str:
-    rel = tables.relative_change_table(data, baseline, resamples, paired=paired)
+def _change_section(data: ExperimentData, paired: PairedScores, baseline: str) -> str:
+    rel = tables.relative_change_table(data, baseline, paired=paired)
     if "note" in rel.attrs:
         return f"Relative change not computed: {rel.attrs['note']}."
     if not len(rel):
@@ -198,24 +218,24 @@ def _change_section(data: ExperimentData, paired: PairedScores, baseline: str, r
     show = show[["variant", "category", "change %", "95% CI", "score", "baseline_score", "n_benchmarks",
                  "n_examples", "n_seeds", "status"]]
     note = (f"Primary metrics. Final stage of each variant against the final stage of `{baseline}`: "
-            f"100 × (score − baseline) / baseline. Intervals: paired bootstrap over examples (paired by id) "
-            f"and seeds, {resamples} resamples; accuracy on few examples is noisy, so see the Findings for the "
-            f"continuous metrics.")
+            f"100 × (score − baseline) / baseline. {INTERVAL_NOTE} Accuracy on few examples is noisy, so see "
+            f"the Findings for the continuous metrics. These per-row intervals are not corrected for "
+            f"multiplicity.")
     return note + "\n\n" + markdown_table(show, floats={"change %": lambda v: f"{v:+.1f}",
                                                         "score": lambda v: f"{v:.4f}",
                                                         "baseline_score": lambda v: f"{v:.4f}",
                                                         "n_examples": lambda v: f"{v:.0f}"})
 
 
-def _heldout_section(data: ExperimentData, paired: PairedScores, resamples: int) -> str:
-    h = tables.heldout_scores(data, resamples, paired=paired)
+def _heldout_section(data: ExperimentData, paired: PairedScores) -> str:
+    h = tables.heldout_scores(data, paired=paired)
     if not len(h):
         return "No run has a held-out evaluation (heldout/step_<N>.json)."
     show = h.assign(**{"95% CI": [_ci(lo, hi, why, "{:.4f}")
                                   for lo, hi, why in zip(h["ci_low"], h["ci_high"], h["interval"])]})
     show = show[["variant", "family", "bpb", "95% CI", "n_seeds", "seed_std"]]
     return ("Bits per UTF-8 byte of each family's held-out set at the end of each variant's final stage "
-            "(mean over seeds; interval over documents and seeds).\n\n"
+            "(mean over seeds; t interval over documents and the pooled seed noise).\n\n"
             + markdown_table(show, floats={"bpb": lambda v: f"{v:.4f}", "seed_std": lambda v: f"{v:.4f}"}))
 
 
@@ -336,7 +356,7 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
     img_dir.mkdir(parents=True, exist_ok=True)
     paired = PairedScores.of(data)
     try:
-        scores = tables.category_scores(data, resamples, paired=paired)
+        scores = tables.category_scores(data, paired=paired)
     except Exception:
         # Each section then recomputes and reports its own failure.
         log.exception("category scores failed")
@@ -349,16 +369,16 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
         (f"Written {now} from `{root}`. Baseline variant: `{baseline}`. "
          f"{len(data.variants)} variants, {len(data.runs)} runs.{missing}"),
         "",
-        "## Findings", "", _guard("findings", lambda: _findings_section(data, paired, resamples)), "",
+        "## Findings", "", _guard("findings", lambda: _findings_section(data, paired)), "",
         "### Held-out bits per byte against the baseline", "",
-        _guard("heldout findings", lambda: _heldout_findings_section(data, paired, baseline, resamples)), "",
+        _guard("heldout findings", lambda: _heldout_findings_section(data, paired, baseline)), "",
         "## Table 2: scores per variant and stage", "", _guard("table 2", lambda: _study_section(data, scores)), "",
         "## Signal and noise", "", _guard("signal", lambda: _signal_section(data, paired)), "",
         "## Category scores with 95% intervals", "", _guard("scores", lambda: _scores_section(data, scores)), "",
         f"## Relative change against `{baseline}` (%)", "",
-        _guard("change", lambda: _change_section(data, paired, baseline, resamples)), "",
+        _guard("change", lambda: _change_section(data, paired, baseline)), "",
         "## Held-out bits per byte per variant", "",
-        _guard("heldout", lambda: _heldout_section(data, paired, resamples)), "",
+        _guard("heldout", lambda: _heldout_section(data, paired)), "",
         "## Mixture law", "", _guard("mixture law", lambda: _law_section(data, resamples)), "",
         "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
         "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",

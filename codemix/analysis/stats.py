@@ -1,12 +1,12 @@
-"""Scores, paired changes and their bootstrap intervals, with every noise the data has.
+"""Scores, paired changes and their intervals, calibrated at the seed and example counts an experiment has.
 
 Data model
 ----------
 A *score set* is ``dict[str, np.ndarray]``: benchmark (or held-out family) name ->
 per-example values shaped ``(seeds, examples)`` (0/1 accuracy, a probability,
-per-row bits-per-byte). One seed can be passed as a 1-D array. Within a set every
-benchmark has the same seeds (seed s is one trained model, evaluated on all of
-them). Two sets that are compared have the same benchmark names and, per
+per-document bits-per-byte). One seed can be passed as a 1-D array. Within a set
+every benchmark has the same seeds (seed s is one trained model, evaluated on
+all of them). Two sets that are compared have the same benchmark names and, per
 benchmark, the same example columns in the same order (column j is example j in
 both; the caller aligns them); their seed counts may differ.
 
@@ -16,120 +16,91 @@ both; the caller aligns them); their seed counts may differ.
 The change of variant V against baseline B is ``100 * (V - B) / B`` percent
 (``kind="relative"``) or ``V - B`` (``kind="absolute"``) of the category scores.
 
-What the interval is about
---------------------------
+The model
+---------
 The estimand is the change of *expected* category scores: expected over the
-examples each benchmark could have drawn from its population of questions, over
-training seeds, and over the evaluation's own randomness (sampling, which lands
-in the per-example values). The benchmarks themselves are, by default, a fixed
-design: a category is a named list of benchmarks and the claim is about that
-list. Pass ``resample_benchmarks=True`` to also generalise over a population of
-benchmarks the list is a draw from (see the last section for why that is not
-the default).
+examples each benchmark could have drawn from its population, over training
+seeds, and over the evaluation's own randomness. Benchmarks are a fixed list by
+default (``resample_benchmarks=True`` generalises over a population of them).
+One value is, per benchmark,
 
-The bootstrap (one replicate)
------------------------------
-Per set and benchmark, the ``(seeds, examples)`` table Y is split the way a
-two-way (seed + example) analysis of variance splits it:
+    Y[s, i] = mu + a_s + b_i + e_si        (seed s, example i; crossed)
 
-  * column means c_i = mean over seeds of Y[:, i]       (one value per example)
-  * seed deviations g_s = mean over examples of Y[s, :] - mean(Y)
+with a_s the seed effect (one trained model, good or bad on every example and
+benchmark at once, variance sigma_a^2), b_i the example effect and e_si the
+seed-by-example noise (a coin flip of a 0/1 answer, a document one seed happens
+to model well). A side's score then has variance
+``sigma_a^2 / R + (var(b) + sigma_e^2 / R) / n`` for R seeds and n examples.
 
-A replicate of a set's benchmark score is ``mean(c[I]) + scale * mean(g[S])``:
+The interval (t, with Welch-Satterthwaite degrees of freedom)
+-------------------------------------------------------------
+Relative changes are taken on the log scale, ``L = log(S_V / S_B)``, and
+linearised (delta method), which keeps the interval inside the positive range
+and handles the skew of a ratio of means; absolute changes are ``S_V - S_B``.
 
-  (b) I: example indices drawn with replacement within each benchmark, the SAME
-      indices for V and B (paired by example id, so examples that are hard for
-      both cancel out of the change);
-  (c) S: seed indices drawn with replacement, independently for V and B (seeds
-      are not paired across variants) and shared by all benchmarks of a set
-      (one seed is one model, good or bad on all benchmarks at once).
+  * Example term. Per benchmark k, the paired example differences
+    ``u_i = c^V_i / S_V - c^B_i / S_B`` (``c_i`` the mean over a side's seeds of
+    example i; absolute: ``c^V_i - c^B_i``), so examples hard for both cancel.
+    ``Var = sum_k var(u_k) / (n_k K^2)`` with ``n_k - 1`` degrees of freedom per
+    benchmark. It carries the example spread and the seed-by-example noise
+    averaged over each side's seeds.
+  * Seed term. ``sigma_a^2 (1/R_V + 1/R_B)``, with sigma_a^2 **pooled over
+    every seed group of the experiment** (`SeedNoise`, `seed_noise`): groups of
+    runs that differ only in the seed (a variant's final stage), each giving
+    the variance of its seed means G_s (mean over the measure's benchmarks) on
+    ``R - 1`` degrees of freedom, less the part of it that is the per-cell noise
+    already counted in the example term (``v_e = sum_k MSE_k / n_k / K^2``,
+    MSE_k the residual mean square of the two-way fit). For relative changes
+    it is pooled as a relative variance (``sigma_a^2 / S^2``, per group), so
+    variants at different levels (bits per byte of 1.2 and of 3.0) share one
+    coefficient of variation. Two seeds give one degree of freedom each; eight
+    variants with two seeds give eight, and the t quantile pays for what is left.
+  * ``resample_benchmarks=True``: the example term is replaced by the spread of
+    the per-benchmark means of u over the K benchmarks (``var / K``, ``K - 1``
+    degrees of freedom), which also holds each benchmark's example noise.
 
-Why c and g instead of drawing whole (seed, example) cells: seeds and examples
-are *crossed* (every seed answers every example). Drawing rows and columns of
-the table independently counts the per-cell noise (a coin flip of a 0/1 answer)
-three times over (Owen 2007, "The pigeonhole bootstrap"): once in the row draw,
-once in the column draw, once in their product. Here each variance component
-enters once. ``mean(c[I])`` carries the example spread and the per-cell noise
-averaged over the seeds, which is exactly their share of the true variance. The
-seed deviations g also carry per-cell noise (``sigma_e^2 / examples``), already
-counted in c, so the seed term is shrunk to the seed component alone and
-reflated for the bootstrap's ``(R-1)/R`` bias (the residual bootstrap for
-random-effects models, Carpenter, Goldstein & Rasbash 2003). With the category
-seed deviation G_s = mean over benchmarks of g_s, R seeds,
-``s2 = var(G, ddof=1)`` and the per-cell noise variance of G,
-``v_e = sum_k MSE_k / n_k / K^2`` (MSE_k the residual mean square of the
-seed + example fit of benchmark k),
+The two terms are added and the interval is ``L +- t_{df} * se`` with
+Satterthwaite's ``df = se^4 / sum(term^2 / df_term)``: with 15 documents and
+two seeds the quantile is that of a t on few degrees of freedom, not of the
+normal. `Change.p_value` is the two-sided p-value of the same t statistic (for
+multiple-comparison procedures, codemix/analysis/findings.py), and
+`Change.mde` the smallest change a 5%-level test detects with 80% power at this
+experiment's size (``(t_{0.975} + t_{0.80}) * se``, on the change's scale).
 
-    scale^2 = R / (R - 1) * max(0, s2 - v_e) / s2
+Assumptions, stated: seed variance is the same, as a coefficient of variation,
+across the groups that are pooled (a variant whose seeds scatter twice as much
+as the others' gets an interval too short; the A/A check in
+benchmarks/aa_calibration.py measures what that costs on real runs); example
+effects are independent draws; and the t approximation holds for the example
+means (checked for lognormal per-document values with log-sd up to 1 at 15
+documents, tests/analysis/test_calibration.py).
 
-so the replicates' seed term has expectation ``sigma_seed^2 / R``, the true
-share. With one seed the seed term is 0: seed noise is then invisible, and the
-interval speaks of that trained model (it cannot be wider than the data allow).
+One seed
+--------
+When no group of the experiment has two seeds, seed noise is not measured: the
+interval holds example noise only, `Change.seed_noise` says "not measured", and
+verdicts built on it are withheld (codemix/analysis/findings.py). When other
+variants of the experiment have seeds, their pooled variance serves a
+one-seed side.
 
-(a) With ``resample_benchmarks=True`` each replicate first draws the category's
-benchmarks with replacement, the same draw for V and B, and every drawn
-occurrence gets its own example draw; the seed term of a drawn benchmark uses
-its own g and the set's scale.
-
-The replicate's statistic is computed from the resampled V and B scores, and
-the interval is the percentile interval (2.5th and 97.5th percentiles for
-``level=0.95``). Relative replicates whose baseline score is 0 are undefined:
-they are left out and counted in ``Change.undefined``.
-
-Calibration and its limits (tests/analysis/test_stats.py)
----------------------------------------------------------
-Simulated experiments: 2-4 fixed benchmarks of 100-1000 examples with
-Beta-distributed difficulty, V and B answering the same examples with the same
-(or 1.1x) success probabilities, 0/1 answers, each seed shifting all of a
-model's probabilities (sd 1 point). Share of 1,000 experiments whose 95%
-interval of the relative change holds the true change (0, or +10%),
-``test_interval_is_calibrated_with_benchmarks_fixed``:
-
-    one seed, no seed noise      95.3% (null)   95.3% (+10%)
-    2-3 seeds, seed sd 1 point   93.8%          93.7%
-
-Known gaps, measured and documented rather than hidden:
-
-  * One seed cannot show seed noise: with a 1-point seed sd, one seed each
-    covers about 87%. The interval is then about those two trained models.
-  * Few seeds: 2-3 seeds estimate their variance from 1-2 degrees of freedom,
-    so intervals are short when seed noise dominates (2-point seed sd: about
-    88-90%; seed noise alone: 79% with 2 seeds, 87% with 3, 96% with 10).
-  * Few informative examples: a percentile interval needs enough examples on
-    which V and B differ; with a handful (say 4 discordant 0/1 answers, all one
-    way) it is too narrow (an exact sign test gives p = 0.125).
-  * Benchmark resampling with 2-4 benchmarks: the bootstrap over K units has
-    ``(K-1)/K`` of the variance and only K distinct values, so it under-covers
-    the benchmark-population estimand (benchmark effects with sd 15%: about 85%
-    at K = 2-4, against 63% for the fixed-list interval). With many benchmarks it
-    is calibrated or a little conservative, because within-benchmark noise
-    enters twice (in the spread of benchmark means and in the example draw):
-    96-97% at K = 20-30 (fixed list: 77-82%),
-    ``test_benchmark_resampling_is_calibrated_with_many_benchmarks``. That is
-    why it is opt-in: with a fixed list the default intervals are calibrated;
-    ``resample_benchmarks=True`` widens them to generalise over benchmarks,
-    honestly so only with many.
-
-The older API on benchmark-level scores shaped ``(seeds, benchmarks)``, which
-resamples benchmarks and seeds only and so never sees the sampling noise of
-examples, is in codemix/analysis/benchmark_bootstrap.py.
+The older API on benchmark-level scores shaped ``(seeds, benchmarks)`` is in
+codemix/analysis/benchmark_bootstrap.py.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import scipy.stats
 
 ScoreSet = Mapping[str, np.ndarray]
-
-# Largest index block (draws x examples) built at once; bounds memory.
-_CHUNK_CELLS = 1 << 21
+NOT_MEASURED = "seed noise not measured (one seed everywhere)"
 
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """A change against a baseline with its bootstrap interval.
+    """A change against a baseline with its interval.
 
     The first seven fields keep their old positional order.
     """
@@ -140,16 +111,46 @@ class Change:
     n_benchmarks: int
     n_seeds: int  # of the variant (the baseline's are in base_seeds)
     base_seeds: int
-    undefined: int = 0  # replicates dropped because the baseline score was 0
+    undefined: int = 0  # bootstrap replicates dropped for a 0 baseline (old API); 0 here
     kind: str = "relative"
     n_examples: int = 0  # summed over benchmarks (0: benchmark-level scores only)
     resampled_benchmarks: bool = True  # the old API always resampled them
-    resamples: int = 0
+    resamples: int = 0  # bootstrap replicates (old API); 0 for the t interval
+    p_value: float = float("nan")  # two-sided, of "no change"
+    df: float = float("nan")  # Satterthwaite degrees of freedom of the interval
+    mde: float = float("nan")  # smallest change detected with 80% power at the 5% level, same units as value
+    seed_noise: str = ""  # where the seed term came from ("pooled over 8 groups, 8 df", NOT_MEASURED)
 
     @property
     def excludes_zero(self) -> bool:
         """True when the whole interval lies on one side of 0 (False if undefined)."""
         return bool(self.low > 0 or self.high < 0)
+
+    @property
+    def seed_noise_measured(self) -> bool:
+        return self.seed_noise != NOT_MEASURED
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedNoise:
+    """Seed variance of one measure's score for one seed, pooled over an experiment's seed groups.
+
+    rel_var: sigma_a^2 / S^2 (for relative changes); abs_var: sigma_a^2.
+    df: sum over the groups of (seeds - 1); 0 means not measured.
+    eff_df: degrees of freedom of the seed term, less than df when much of the
+      seed means' spread is per-cell noise (which the example term holds).
+    """
+
+    rel_var: float = 0.0
+    abs_var: float = 0.0
+    df: int = 0
+    groups: int = 0
+    eff_df: float = 0.0  # df of sigma_a^2 = s2 - v_e (Satterthwaite), at most df
+
+    def describe(self) -> str:
+        if not self.df:
+            return NOT_MEASURED
+        return f"pooled over {self.groups} seed group{'s' if self.groups != 1 else ''}, {self.df} df"
 
 
 def relative_change(variant: float, baseline: float) -> float:
@@ -186,62 +187,205 @@ def score(scores: ScoreSet) -> float:
     return float(np.mean([t.mean() for t in tabs]))
 
 
-def _seed_part(tabs: list[np.ndarray]) -> tuple[np.ndarray, float]:
-    """Seed deviations g (benchmarks, seeds) and the shrink-and-reflate scale (module docstring)."""
+def _group_seed_variance(tabs: list[np.ndarray]) -> tuple[float, float]:
+    """(var of the seed means G_s, its per-cell-noise part v_e) of one seed group (module docstring)."""
     n_seeds = tabs[0].shape[0]
-    g = np.stack([t.mean(axis=1) - t.mean() for t in tabs])
-    if n_seeds < 2:
-        return g, 0.0
-    s2 = float(np.var(g.mean(axis=0), ddof=1))
-    if s2 <= 0:
-        return g, 0.0
+    g = np.mean([t.mean(axis=1) for t in tabs], axis=0)
+    s2 = float(np.var(g, ddof=1))
     v_e = 0.0
     for t in tabs:
         n = t.shape[1]
         if n > 1:
             resid = t - t.mean(axis=1, keepdims=True) - t.mean(axis=0, keepdims=True) + t.mean()
             v_e += float((resid**2).sum()) / ((n_seeds - 1) * (n - 1)) / n
-    v_e /= len(tabs) ** 2
-    return g, float(np.sqrt(n_seeds / (n_seeds - 1) * max(0.0, s2 - v_e) / s2))
+    return s2, v_e / len(tabs) ** 2
 
 
-def _replicates(sets: list[list[np.ndarray]], resamples: int, resample_benchmarks: bool,
-                rng: np.random.Generator) -> np.ndarray:
-    """Category-score replicates, shaped (len(sets), resamples); see the module docstring.
+def seed_noise(groups: Sequence[ScoreSet]) -> SeedNoise:
+    """Seed variance pooled over seed groups (each a score set whose rows are seeds of one configuration).
 
-    All sets share the benchmark draw and the example indices; each set draws its own seeds.
+    Groups with one seed add nothing; relative variances are pooled per group
+    on its own score (module docstring). Groups must not share runs (the
+    caller deduplicates).
     """
-    n_bench = len(sets[0])
-    n_slots = n_bench  # benchmark occurrences per replicate
-    bench = (rng.integers(0, n_bench, size=(resamples, n_slots)) if resample_benchmarks
-             else np.broadcast_to(np.arange(n_bench), (resamples, n_slots)))
-    # Example part: every (replicate, slot) that holds benchmark k gets its own
-    # example draw, the same indices for all sets (the pairing by example id).
-    slot_ex = np.empty((resamples, n_slots, len(sets)))
-    for k in range(n_bench):
-        cols = [s[k].mean(axis=0) for s in sets]  # per set: (examples,)
-        n = cols[0].shape[0]
-        rep, slot = np.nonzero(bench == k) if resample_benchmarks else (np.arange(resamples), k)
-        count = resamples if not resample_benchmarks else rep.size
-        step = max(1, _CHUNK_CELLS // n)
-        for lo in range(0, count, step):
-            hi = min(count, lo + step)
-            idx = rng.integers(0, n, size=(hi - lo, n))
-            for j, c in enumerate(cols):  # one gather per set: faster than a gather of pairs
-                slot_ex[rep[lo:hi], slot if np.isscalar(slot) else slot[lo:hi], j] = c[idx].mean(axis=1)
-    rows = np.arange(resamples)[:, None]
-    out = np.empty((len(sets), resamples))
-    for j, tabs in enumerate(sets):
-        g, scale = _seed_part(tabs)
-        n_seeds = g.shape[1]
-        if scale > 0:
-            drawn = rng.integers(0, n_seeds, size=(resamples, n_seeds))
-            term = scale * g[:, drawn].mean(axis=-1).T  # (resamples, benchmarks)
-            seed_term = term[rows, bench]
+    df = 0
+    n = 0
+    rel = [0.0, 0.0]
+    ab = [0.0, 0.0]
+    for g in groups:
+        tabs = _tables(g)
+        if tabs is None or tabs[0].shape[0] < 2:
+            continue
+        r = tabs[0].shape[0]
+        s2, v_e = _group_seed_variance(tabs)
+        level = float(np.mean([t.mean() for t in tabs]))
+        df += r - 1
+        n += 1
+        ab[0] += (r - 1) * s2
+        ab[1] += (r - 1) * v_e
+        if level != 0:
+            rel[0] += (r - 1) * s2 / level**2
+            rel[1] += (r - 1) * v_e / level**2
+    if not df:
+        return SeedNoise()
+    # sigma_a^2 = s2 - v_e: a difference of estimates has fewer degrees of freedom
+    # than s2 alone (Satterthwaite; v_e's own df are many, n - 1 per seed), so a
+    # seed term that is mostly per-cell noise weighs little and counts for little.
+    rel_var, abs_var = max(0.0, rel[0] - rel[1]) / df, max(0.0, ab[0] - ab[1]) / df
+    eff = df * (max(0.0, ab[0] - ab[1]) / ab[0]) ** 2 if ab[0] > 0 else 0.0
+    return SeedNoise(rel_var, abs_var, df, n, eff)
+
+
+def _satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(total variance, df) of a sum of independent variance estimates given as (variance, df)."""
+    terms = [(v, d) for v, d in terms if v > 0]
+    total = float(sum(v for v, _ in terms))
+    if total <= 0:
+        return 0.0, float("inf")
+    denom = sum(v * v / d for v, d in terms if np.isfinite(d))
+    return total, (total * total / denom if denom > 0 else float("inf"))
+
+
+def _kurtosis_df(x: np.ndarray) -> float:
+    """Degrees of freedom of a variance estimated from the values x: n - 1 for
+    normal values, fewer for heavy tails (``2 (n - 1) / (kurtosis - 1)``, capped
+    at n - 1). A few documents that dominate a mean carry few degrees of freedom."""
+    d = x - x.mean()
+    m2 = float(np.mean(d * d))
+    if m2 <= 0:
+        return float(x.size - 1)
+    kurt = float(np.mean(d**4)) / m2**2
+    return float(min(x.size - 1, 2 * (x.size - 1) / max(kurt - 1, 1e-12)))
+
+
+def _example_term(cols_v: list[np.ndarray], cols_b: list[np.ndarray] | None, relative: bool,
+                  resample_benchmarks: bool) -> tuple[float, float]:
+    """(variance, df) of the statistic's example noise, by the jackknife over each benchmark's examples.
+
+    The statistic is log(S_V / S_B) (relative), S_V - S_B (absolute) or S_V
+    (one side, `cols_b` None), with S the mean over benchmarks of the mean of
+    each benchmark's example columns (seed means). Deleting one example at a
+    time and taking the spread of the statistic is the delta method with the
+    ratio's denominator left free, which a few heavy documents need; each
+    benchmark's df comes from the kurtosis of its pseudo-values.
+    """
+    k = len(cols_v)
+    sums_v = np.array([c.mean() for c in cols_v])
+    sums_b = np.array([c.mean() for c in cols_b]) if cols_b is not None else None
+
+    def stat(mv, mb):  # mv, mb: arrays of per-benchmark means (broadcast over deletions)
+        if mb is None:
+            return mv
+        return np.log(mv / mb) if relative else mv - mb
+
+    if resample_benchmarks and k >= 2:
+        per = stat(sums_v, sums_b)
+        return float(np.var(per, ddof=1)) / k, float(k - 1)
+    terms = []
+    for j in range(k):
+        cv = cols_v[j]
+        n = cv.size
+        if n < 2:
+            continue
+        dv = (n * sums_v[j] - cv) / (n - 1)  # benchmark j's mean without example i
+        mv = (sums_v.sum() - sums_v[j] + dv) / k
+        mb = None
+        if cols_b is not None:
+            db = (n * sums_b[j] - cols_b[j]) / (n - 1)
+            mb = (sums_b.sum() - sums_b[j] + db) / k
+        full = stat(sums_v.mean(), sums_b.mean() if sums_b is not None else None)
+        if relative:
+            ok = (mv > 0) & (mb > 0)
+            # A deletion that leaves a 0 score (one right answer in all): its linearised value.
+            linear = full + mv / sums_v.mean() - mb / sums_b.mean()
+            stat_j = np.where(ok, np.log(np.where(ok, mv, 1.0) / np.where(ok, mb, 1.0)), linear)
         else:
-            seed_term = 0.0
-        out[j] = (slot_ex[:, :, j] + seed_term).mean(axis=1)
-    return out
+            stat_j = stat(mv, mb)
+        pseudo = n * full - (n - 1) * stat_j
+        var = float((n - 1) / n * np.sum((stat_j - stat_j.mean()) ** 2))
+        terms.append((var, _kurtosis_df(pseudo)))
+    return _satterthwaite(terms)
+
+
+def _t_interval(point: float, var: float, df: float, level: float) -> tuple[float, float, float, float]:
+    """(low, high, two-sided p of 0, 80%-power detectable effect) of a t statistic."""
+    if var <= 0:
+        p = 0.0 if point != 0 else 1.0
+        return point, point, p, 0.0
+    se = float(np.sqrt(var))
+    df = min(df, 1e6)
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df)) * se
+    p = float(2 * scipy.stats.t.sf(abs(point) / se, df))
+    mde = float(scipy.stats.t.ppf(0.975, df) + scipy.stats.t.ppf(0.8, df)) * se
+    return point - half, point + half, p, mde
+
+
+def paired_change(variant: ScoreSet, baseline: ScoreSet, kind: str = "relative", level: float = 0.95,
+                  noise: SeedNoise | None = None, resample_benchmarks: bool = False) -> Change:
+    """Change of `variant`'s category score against `baseline`'s, with its t interval (module docstring).
+
+    Args:
+      variant, baseline: score sets (module docstring) on the same benchmarks, each
+        benchmark's example columns aligned by example id; seed counts may differ.
+      kind: "relative" (100 * (V - B) / B, percent) or "absolute" (V - B).
+      level: interval coverage (0.95).
+      noise: the experiment's pooled seed variance for this measure (`seed_noise`);
+        None pools over the two sides alone.
+      resample_benchmarks: generalise over a population of benchmarks (K - 1 df).
+
+    Returns NaN value and interval for empty input, and for a relative change
+    whose scores are not both positive.
+    """
+    if kind not in ("relative", "absolute"):
+        raise ValueError(f"kind must be 'relative' or 'absolute', not {kind!r}")
+    if set(variant) != set(baseline):
+        raise ValueError(f"variant and baseline have different benchmarks "
+                         f"({sorted(set(variant) ^ set(baseline))}); align them on the same benchmarks first.")
+    names = sorted(variant)
+    v_tabs = _tables({k: variant[k] for k in names})
+    b_tabs = _tables({k: baseline[k] for k in names})
+    nan = float("nan")
+    if v_tabs is None or b_tabs is None:
+        return Change(nan, nan, nan, len(names), 0, 0, 0, kind, 0, resample_benchmarks)
+    for k, v, b in zip(names, v_tabs, b_tabs):
+        if v.shape[1] != b.shape[1]:
+            raise ValueError(f"{k}: variant has {v.shape[1]} examples but the baseline has {b.shape[1]}; "
+                             f"align them by example id first.")
+    rv, rb = v_tabs[0].shape[0], b_tabs[0].shape[0]
+    n_examples = int(sum(t.shape[1] for t in v_tabs))
+    noise = seed_noise([variant, baseline]) if noise is None else noise
+    sv, sb = score(variant), score(baseline)
+    base = {"n_benchmarks": len(names), "n_seeds": rv, "base_seeds": rb, "kind": kind, "n_examples": n_examples,
+            "resampled_benchmarks": resample_benchmarks, "seed_noise": noise.describe()}
+    relative = kind == "relative"
+    if relative and not (sv > 0 and sb > 0):
+        return Change(relative_change(sv, sb), nan, nan, **base)
+    point, seed_var = (float(np.log(sv / sb)), noise.rel_var) if relative else (sv - sb, noise.abs_var)
+    cols_v, cols_b = [v.mean(axis=0) for v in v_tabs], [b.mean(axis=0) for b in b_tabs]
+    var, df = _satterthwaite([_example_term(cols_v, cols_b, relative, resample_benchmarks),
+                              (seed_var * (1 / rv + 1 / rb), max(noise.eff_df, 1.0))])
+    lo, hi, p, mde = _t_interval(point, var, df, level)
+    if kind == "relative":
+        value, lo, hi = relative_change(sv, sb), 100 * np.expm1(lo), 100 * np.expm1(hi)
+        mde = 100 * np.expm1(mde)
+    else:
+        value = point
+    return Change(value, float(lo), float(hi), p_value=p, df=df, mde=float(mde), **base)
+
+
+def mean_interval(scores: ScoreSet, level: float = 0.95, noise: SeedNoise | None = None,
+                  resample_benchmarks: bool = False) -> tuple[float, float, float]:
+    """(category score, low, high) of one score set: the t interval of `paired_change` for one side."""
+    tabs = _tables(scores)
+    if tabs is None:
+        nan = float("nan")
+        return nan, nan, nan
+    noise = seed_noise([scores]) if noise is None else noise
+    s = score(scores)
+    var, df = _satterthwaite([_example_term([t.mean(axis=0) for t in tabs], None, False, resample_benchmarks),
+                              (noise.abs_var / tabs[0].shape[0], max(noise.eff_df, 1.0))])
+    lo, hi, _, _ = _t_interval(s, var, df, level)
+    return s, lo, hi
 
 
 def percentiles(reps: np.ndarray, level: float) -> tuple[float, float]:
@@ -253,63 +397,24 @@ def percentiles(reps: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_change(variant: ScoreSet, baseline: ScoreSet, kind: str = "relative", resamples: int = 2000,
-                  level: float = 0.95, seed: int = 0, resample_benchmarks: bool = False) -> Change:
-    """Change of `variant`'s category score against `baseline`'s, with a paired bootstrap interval.
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down procedure: (adjusted p-values, rejected at `alpha`), in input order.
 
-    Args:
-      variant, baseline: score sets (module docstring) on the same benchmarks, each
-        benchmark's example columns aligned by example id; seed counts may differ.
-      kind: "relative" (100 * (V - B) / B, percent) or "absolute" (V - B).
-      resamples: bootstrap replicates.
-      level: interval coverage (0.95: the 2.5th to 97.5th percentile).
-      seed: numpy seed of the resampling (fixed, so reruns agree).
-      resample_benchmarks: also draw benchmarks with replacement, to generalise over
-        a population of benchmarks (honest only with many; see the module docstring).
-
-    Returns NaN value and interval for empty input.
+    NaN p-values (comparisons that could not be made) are neither counted in m
+    nor rejected. Controls the chance of any false rejection among the
+    family at `alpha`, whatever the dependence between the tests.
     """
-    if kind not in ("relative", "absolute"):
-        raise ValueError(f"kind must be 'relative' or 'absolute', not {kind!r}")
-    if set(variant) != set(baseline):
-        raise ValueError(f"variant and baseline have different benchmarks "
-                         f"({sorted(set(variant) ^ set(baseline))}); align them on the same benchmarks first.")
-    names = sorted(variant)
-    v_tabs = _tables({k: variant[k] for k in names})
-    b_tabs = _tables({k: baseline[k] for k in names})
-    if v_tabs is None or b_tabs is None:
-        nan = float("nan")
-        return Change(nan, nan, nan, len(names), 0, 0, 0, kind, 0, resample_benchmarks, resamples)
-    for k, v, b in zip(names, v_tabs, b_tabs):
-        if v.shape[1] != b.shape[1]:
-            raise ValueError(f"{k}: variant has {v.shape[1]} examples but the baseline has {b.shape[1]}; "
-                             f"align them by example id first.")
-    sv, sb = score(variant), score(baseline)
-    mv, mb = _replicates([v_tabs, b_tabs], resamples, resample_benchmarks, np.random.default_rng(seed))
-    undefined = 0
-    if kind == "relative":
-        point = relative_change(sv, sb)
-        ok = mb != 0
-        undefined = int((~ok).sum())
-        reps = 100.0 * (mv[ok] - mb[ok]) / mb[ok]
-    else:
-        point = sv - sb
-        reps = mv - mb
-    lo, hi = percentiles(reps, level)
-    return Change(point, lo, hi, len(names), v_tabs[0].shape[0], b_tabs[0].shape[0], undefined, kind,
-                  int(sum(t.shape[1] for t in v_tabs)), resample_benchmarks, resamples)
-
-
-def mean_interval(scores: ScoreSet, resamples: int = 2000, level: float = 0.95, seed: int = 0,
-                  resample_benchmarks: bool = False) -> tuple[float, float, float]:
-    """(category score, low, high) of one score set, by the same bootstrap as `paired_change`."""
-    tabs = _tables(scores)
-    if tabs is None:
-        nan = float("nan")
-        return nan, nan, nan
-    reps = _replicates([tabs], resamples, resample_benchmarks, np.random.default_rng(seed))[0]
-    lo, hi = percentiles(reps, level)
-    return score(scores), lo, hi
+    p = np.asarray(p_values, dtype=np.float64)
+    adj = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (m - rank) * p[i]))
+            adj[i] = running
+    return adj, np.nan_to_num(adj, nan=1.0) <= alpha
 
 
 def seed_std(per_seed: np.ndarray) -> float:

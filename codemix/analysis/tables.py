@@ -4,7 +4,7 @@
                      (each benchmark's primary metric).
   category_scores    tidy: per variant, stage and category, the mean over
                      benchmarks (and seeds) with a 95% interval from the
-                     paired bootstrap over per-example values
+                     t interval over per-example values (stats.py)
                      (codemix/analysis/paired.py). Runs without evaluation
                      appear with status "missing" and NaN scores; runs
                      without per-example values keep their score but get no
@@ -14,7 +14,7 @@
                      average, code, total average (primary metrics).
   relative_change_table
                      per variant and category: percent change of the final
-                     stage against a baseline variant, paired bootstrap 95%
+                     stage against a baseline variant, t 95%
                      interval over examples (paired by id) and seeds.
   signal_noise_table per metric: seed standard deviation, spread of the
                      variants' means, and their ratio (signal-to-noise).
@@ -40,7 +40,7 @@ from codemix.analysis.paired import (
 )
 
 CATEGORY_ORDER = ("reasoning", "knowledge", "code", "generative")
-BOOTSTRAP = "paired bootstrap"
+T_INTERVAL = "t interval (examples paired, seed noise pooled)"
 
 
 def _categories(cats) -> list[str]:
@@ -64,13 +64,12 @@ def _grid(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby(["run", "benchmark"])["value"].mean().unstack("benchmark").dropna(axis=1)
 
 
-def category_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
-                    paired: PairedScores | None = None) -> pd.DataFrame:
+def category_scores(data: ExperimentData, paired: PairedScores | None = None) -> pd.DataFrame:
     """Per variant, stage and category: score, 95% interval, counts, status.
 
     score is the mean over the category's benchmarks (primary metrics) and
     over seeds. The interval resamples each benchmark's examples and the
-    seeds (`PairedScores.interval`); `interval` is "paired bootstrap" or the
+    seeds (`PairedScores.interval`); `interval` is T_INTERVAL or the
     reason there is none ("missing (no per-example values)").
     """
     cols = ["variant", "stage_index", "stage", "category", "score", "ci_low", "ci_high",
@@ -97,10 +96,10 @@ def category_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
                              "n_benchmarks": 0, "n_seeds": 0, "status": "missing", "interval": "missing"})
                 continue
             grid = _grid(sub)
-            _, lo, hi, why = paired.interval(list(grid.index), primary(c), resamples, seed)
+            _, lo, hi, why = paired.interval(list(grid.index), primary(c))
             rows.append({**base, "category": c, "score": float(grid.to_numpy().mean()), "ci_low": lo,
                          "ci_high": hi, "n_benchmarks": grid.shape[1], "n_seeds": grid.shape[0],
-                         "status": status, "interval": BOOTSTRAP if why == "ok" else why})
+                         "status": status, "interval": T_INTERVAL if why == "ok" else why})
         if not cats:
             rows.append({**base, "category": None, "score": nan, "ci_low": nan, "ci_high": nan,
                          "n_benchmarks": 0, "n_seeds": 0, "status": "missing", "interval": "missing"})
@@ -145,7 +144,7 @@ def study_table(data: ExperimentData, scores: pd.DataFrame | None = None) -> pd.
 
 
 def relative_change_table(data: ExperimentData, baseline: str = "text_only",
-                          resamples: int = 2000, seed: int = 0, paired: PairedScores | None = None) -> pd.DataFrame:
+                          paired: PairedScores | None = None) -> pd.DataFrame:
     """Percent change of every variant's final stage against `baseline`'s, per category (primary metrics).
 
     Benchmarks are paired: only benchmarks both have enter the comparison
@@ -186,12 +185,12 @@ def relative_change_table(data: ExperimentData, baseline: str = "text_only",
                 rows.append({**row, "status": "no shared benchmarks"})
                 continue
             m = Measure(f"{c} primary", "primary", None, tuple(common))
-            ch = paired.compare(list(vg.index), list(bg.index), m, resamples, seed)
+            ch = paired.compare(list(vg.index), list(bg.index), m)
             if ch.status == "ok":
                 rows.append({**row, "change": ch.change, "ci_low": ch.low, "ci_high": ch.high, "score": ch.score,
                              "baseline_score": ch.baseline_score, "n_benchmarks": ch.n_benchmarks,
                              "n_examples": ch.n_examples, "n_seeds": ch.n_seeds,
-                             "baseline_seeds": ch.baseline_seeds, "status": "ok", "interval": BOOTSTRAP})
+                             "baseline_seeds": ch.baseline_seeds, "status": "ok", "interval": T_INTERVAL})
                 continue
             sv, sb = float(vg[common].to_numpy().mean()), float(bg[common].to_numpy().mean())
             rows.append({**row, "change": stats.relative_change(sv, sb), "score": sv, "baseline_score": sb,
@@ -254,8 +253,7 @@ def signal_noise_table(data: ExperimentData, paired: PairedScores | None = None)
     return pd.DataFrame(rows, columns=cols)
 
 
-def heldout_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
-                   paired: PairedScores | None = None) -> pd.DataFrame:
+def heldout_scores(data: ExperimentData, paired: PairedScores | None = None) -> pd.DataFrame:
     """Per variant (final stage) and family: bpb of the last held-out evaluation, interval, seed std."""
     cols = ["variant", "family", "bpb", "ci_low", "ci_high", "n_seeds", "seed_std", "interval"]
     paired = paired or PairedScores.of(data)
@@ -267,11 +265,11 @@ def heldout_scores(data: ExperimentData, resamples: int = 2000, seed: int = 0,
             per_seed = per_seed[np.isfinite(per_seed)]
             if not per_seed.size:
                 continue
-            mean, lo, hi, why = paired.interval(runs, m, resamples, seed)
+            mean, lo, hi, why = paired.interval(runs, m)
             rows.append({"variant": v, "family": fam, "bpb": mean if why == "ok" else float(per_seed.mean()),
                          "ci_low": lo, "ci_high": hi, "n_seeds": int(per_seed.size),
                          "seed_std": stats.seed_std(per_seed),
-                         "interval": BOOTSTRAP if why == "ok" else "missing (no per-document values)"})
+                         "interval": T_INTERVAL if why == "ok" else "missing (no per-document values)"})
     return pd.DataFrame(rows, columns=cols)
 
 

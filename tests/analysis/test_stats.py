@@ -1,93 +1,23 @@
 """Scores, paired changes and their intervals: hand-checkable cases and calibration by simulation."""
 import numpy as np
 import pytest
+import scipy.stats
 
 from codemix.analysis.benchmark_bootstrap import (
     bootstrap_mean_interval,
     bootstrap_relative_change,
 )
 from codemix.analysis.stats import (
+    NOT_MEASURED,
     Change,
     mean_interval,
     paired_change,
     relative_change,
     score,
+    seed_noise,
     seed_std,
     signal_to_noise,
 )
-
-# --- Simulation used by the calibration tests --------------------------------------------------
-
-def _simulate(rng, effect, seeds_v, seeds_b, seed_sd, n_bench, bench_effect_sd=0.0, sizes=(100, 1000)):
-    """One experiment: V and B answer the same freshly drawn examples of n_bench benchmarks.
-
-    Per benchmark: n ~ U{sizes}, difficulty p_i = 0.1 + 0.7 * Beta(a, b) with (a, b) ~ U(0.5, 3)^2;
-    V's probabilities are (1 + effect) * p_i (times (1 + tau) for a benchmark-level effect tau with sd
-    bench_effect_sd, clipped at 1.5 sd, mean 0); each seed adds one shift ~ seed_sd * N(0, 1) (clipped at
-    3 sd) to every probability of that model; answers are Bernoulli. No probability leaves [0, 1], so the
-    expected category score of V is exactly (1 + effect) times B's: the true relative change is
-    100 * effect, over the population of examples, seeds and (when tau varies) benchmarks.
-    """
-    shift_v = seed_sd * np.clip(rng.standard_normal(seeds_v), -3, 3)
-    shift_b = seed_sd * np.clip(rng.standard_normal(seeds_b), -3, 3)
-    V, B = {}, {}
-    for k in range(n_bench):
-        n = int(rng.integers(sizes[0], sizes[1] + 1))
-        a, b = rng.uniform(0.5, 3.0, size=2)
-        p = 0.1 + 0.7 * rng.beta(a, b, size=n)
-        tau = bench_effect_sd * np.clip(rng.standard_normal(), -1.5, 1.5) if bench_effect_sd else 0.0
-        pv = (1 + effect) * (1 + tau) * p[None, :] + shift_v[:, None]
-        pb = p[None, :] + shift_b[:, None]
-        assert 0 <= min(pv.min(), pb.min()) and max(pv.max(), pb.max()) <= 1  # else clipping biases the truth
-        V[f"b{k}"] = (rng.random(pv.shape) < pv).astype(np.float64)
-        B[f"b{k}"] = (rng.random(pb.shape) < pb).astype(np.float64)
-    return V, B
-
-
-def _coverage(effect, seeds, seed_sd, n_sims=1000, bench=(2, 3, 4), bench_effect_sd=0.0, sizes=(100, 1000),
-              seed=0, modes=(False,)):
-    """Share of n_sims simulated experiments whose 95% interval holds the true change, per mode
-    (resample_benchmarks False / True; both are computed on the same experiments)."""
-    rng = np.random.default_rng(seed)
-    hits = np.zeros(len(modes))
-    for i in range(n_sims):
-        V, B = _simulate(rng, effect, int(rng.choice(seeds)), int(rng.choice(seeds)), seed_sd,
-                         int(rng.choice(bench)), bench_effect_sd, sizes)
-        for m, resample_benchmarks in enumerate(modes):
-            ch = paired_change(V, B, resamples=400, seed=i, resample_benchmarks=resample_benchmarks)
-            hits[m] += ch.low <= 100 * effect <= ch.high
-    return hits / n_sims if len(modes) > 1 else hits[0] / n_sims
-
-
-# --- Calibration ---------------------------------------------------------------------------------
-
-@pytest.mark.slow
-@pytest.mark.parametrize("effect", [0.0, 0.10], ids=["null", "plus10pct"])
-@pytest.mark.parametrize("seeds,seed_sd", [((1,), 0.0), ((2, 3), 0.01)], ids=["one_seed", "two_or_three_seeds"])
-def test_interval_is_calibrated_with_benchmarks_fixed(effect, seeds, seed_sd):
-    # 1,000 simulated experiments of 2-4 benchmarks x 100-1000 examples; the benchmark list is the
-    # fixed design, examples, seeds and answers are random. The 95% interval must cover the true
-    # change in 93-97% of them (binomial sd of the rate: 0.7 points). Measured: one seed 95.3% and
-    # 95.3%; 2-3 seeds 93.8% and 93.7% (a seed variance from 1-2 degrees of freedom makes intervals a
-    # little short). One seed can only be calibrated where training adds no noise: its seed noise is
-    # invisible by construction (module docstring). A seed sd of 1 accuracy point is typical of
-    # small pretraining runs.
-    assert 0.93 <= _coverage(effect, seeds, seed_sd) <= 0.97
-
-
-@pytest.mark.slow
-def test_benchmark_resampling_is_calibrated_with_many_benchmarks():
-    # The benchmark-population estimand: 20 benchmarks drawn per experiment, each with its own true
-    # effect (sd 15% around a mean of 0, clipped at 1.5 sd), 100-200 examples, one seed. Resampling
-    # benchmarks covers the population's change at the nominal rate or a little above (measured
-    # 96%: within-benchmark noise is counted in the spread of benchmark means and again in the
-    # example draw, so the upper bound is loose); the fixed-list interval, about these 20 benchmarks
-    # only, is too narrow for the population (measured 82%).
-    fixed, resampled = _coverage(0.0, (1,), 0.0, n_sims=400, bench=(20,), bench_effect_sd=0.15,
-                                 sizes=(100, 200), modes=(False, True))
-    assert 0.93 <= resampled <= 0.99
-    assert fixed < 0.90
-
 
 # --- The case that motivated the rewrite ----------------------------------------------------------
 
@@ -102,6 +32,7 @@ def test_two_benchmarks_of_eight_examples_include_zero():
     assert ch.low < 0 < ch.high and not ch.excludes_zero
     assert (ch.n_benchmarks, ch.n_examples, ch.n_seeds, ch.base_seeds) == (2, 16, 1, 1)
     assert bootstrap_relative_change([[3 / 8, 2 / 8]], [[5 / 8, 4 / 8]]).excludes_zero  # the old bug
+    assert ch.p_value > 0.05
 
 
 # --- Hand-checkable cases ---------------------------------------------------------------------------
@@ -130,12 +61,13 @@ def test_one_benchmark_still_has_an_interval_from_its_examples():
 
 
 def test_absolute_kind_is_a_difference_of_scores():
-    # d = V - B per example = (0, 1, 0, 0): the resampled count of the 1 is Binomial(4, 1/4),
-    # P(0) = .32, P(<= 2) = .95, P(<= 3) = .996, so the 95% interval of mean(d) is [0, 0.75].
-    ch = paired_change({"a": np.array([[1, 1, 0, 0]])}, {"a": np.array([[1, 0, 0, 0]])}, kind="absolute",
-                       resamples=4000)
-    assert (ch.value, ch.low, ch.high) == pytest.approx((0.25, 0.0, 0.75))
-    assert ch.kind == "absolute" and ch.undefined == 0
+    # d = V - B per example = (0, 1, 0, 0): mean 0.25, sd 0.5, se 0.25. The deviations' kurtosis is
+    # 0.08203 / 0.1875^2 = 2.33, so the variance has min(3, 2 * 3 / 1.33) = 3 df: t_{0.975, 3} = 3.182.
+    # One seed each: seed noise is not measured and adds nothing.
+    ch = paired_change({"a": np.array([[1, 1, 0, 0]])}, {"a": np.array([[1, 0, 0, 0]])}, kind="absolute")
+    half = scipy.stats.t.ppf(0.975, 3) * 0.25
+    assert (ch.value, ch.low, ch.high, ch.df) == pytest.approx((0.25, 0.25 - half, 0.25 + half, 3.0))
+    assert ch.kind == "absolute" and ch.seed_noise == NOT_MEASURED and not ch.seed_noise_measured
 
 
 def test_pairing_by_example_narrows_the_interval():
@@ -152,22 +84,31 @@ def test_pairing_by_example_narrows_the_interval():
     assert paired.high - paired.low < 0.4 * (shuffled.high - shuffled.low)
 
 
-def test_seed_term_has_the_unbiased_seed_variance():
-    # One benchmark; V's two seeds score 0.5 and 0.7 on every example, B 0.5. Examples add nothing,
-    # the seed deviations are +-0.1 (sample variance 0.02). The bootstrap mean of two drawn seeds
-    # has variance s^2 / 4; reflating by R / (R - 1) = 2 gives s^2 / 2, the unbiased variance of a
-    # two-seed mean: replicates 0.6 + sqrt(2) * {-0.1, 0, 0.1} with p = 1/4, 1/2, 1/4.
+def test_seed_term_has_the_seed_variance_and_its_degrees_of_freedom():
+    # One benchmark; V's two seeds score 0.5 and 0.7 on every example, B 0.5. Examples add nothing;
+    # the seed variance is 0.02 on 1 df, relative to V's 0.6: 0.02 / 0.36. On the log scale the
+    # change's variance is that times (1/2 + 1/1), and the quantile is t_{0.975, 1} = 12.71.
     var = {"a": np.array([[0.5] * 6, [0.7] * 6])}
-    ch = paired_change(var, {"a": np.full((1, 6), 0.5)}, resamples=4000)
-    step = 100 * np.sqrt(2) * 0.1 / 0.5
-    assert (ch.value, ch.low, ch.high) == pytest.approx((20.0, 20.0 - step, 20.0 + step))
-    assert (ch.n_seeds, ch.base_seeds) == (2, 1)
+    ch = paired_change(var, {"a": np.full((1, 6), 0.5)})
+    half = scipy.stats.t.ppf(0.975, 1) * np.sqrt(0.02 / 0.36 * 1.5)
+    lo, hi = 100 * np.expm1(np.log(1.2) - half), 100 * np.expm1(np.log(1.2) + half)
+    assert (ch.value, ch.low, ch.high, ch.df) == pytest.approx((20.0, lo, hi, 1.0))
+    assert (ch.n_seeds, ch.base_seeds) == (2, 1) and ch.seed_noise == "pooled over 1 seed group, 1 df"
+    # The experiment's other variants pool eight more seed groups of the same spread: 9 df, and
+    # the interval shrinks to the t_{0.975, 9} quantile.
+    pooled = seed_noise([var] + [{"a": np.array([[0.5 + d] * 6, [0.7 + d] * 6]) * 1.0} for d in [0.0] * 8])
+    ch9 = paired_change(var, {"a": np.full((1, 6), 0.5)}, noise=pooled)
+    half9 = scipy.stats.t.ppf(0.975, 9) * np.sqrt(0.02 / 0.36 * 1.5)
+    assert (ch9.low, ch9.high, ch9.df) == pytest.approx((100 * np.expm1(np.log(1.2) - half9),
+                                                         100 * np.expm1(np.log(1.2) + half9), 9.0))
 
 
-def test_zero_baseline_replicates_are_counted_as_undefined():
-    ch = paired_change({"a": np.array([[1, 0, 0, 0]])}, {"a": np.array([[0, 0, 0, 1]])}, resamples=1000)
-    assert ch.undefined > 0 and ch.low <= ch.high
-    assert paired_change({"a": np.array([[1, 0]])}, {"a": np.array([[1, 0]])}, kind="absolute").undefined == 0
+def test_a_zero_score_has_no_relative_interval_and_a_lone_success_stays_finite():
+    ch = paired_change({"a": np.array([[1, 0, 0, 0]])}, {"a": np.array([[0, 0, 0, 0]])})
+    assert np.isnan(ch.value) and np.isnan(ch.low) and np.isnan(ch.high) and not ch.excludes_zero
+    # Deleting V's only success leaves V at 0: that jackknife value is taken linearised, not -inf.
+    ch = paired_change({"a": np.array([[1, 0, 0, 0]])}, {"a": np.array([[0, 0, 0, 1]])})
+    assert np.isfinite(ch.low) and np.isfinite(ch.high) and ch.low < 0 < ch.high
 
 
 def test_empty_input_is_nan():
