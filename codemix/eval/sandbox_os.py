@@ -2,9 +2,11 @@
 
 What bounds a sandboxed program and how its processes are handled:
 
-  LAUNCHER        the first program inside bwrap: sets hard rlimits (CPU, address
-                  space, processes, file size, open files), moves the report fd to
-                  3, then execs `python3 -I -S -`.
+  LAUNCHER        the first program inside bwrap: moves the passed pipes to their
+                  fds (3 for a report, 4 and 5 for a check's two channels) and
+                  closes every other fd above 2, sets hard rlimits (CPU, address
+                  space, processes, file size, open files), then execs
+                  `python3 -I -S -`.
   seccomp_filter  a classic-BPF program for `bwrap --seccomp` that returns EPERM
                   for ptrace, process_vm_*, System V shared memory, perf, bpf,
                   userfaultfd, keyrings and io_uring, and for every non-native ABI.
@@ -25,18 +27,30 @@ import subprocess
 import threading
 from pathlib import Path
 
-# Runs first inside the sandbox: hard limits, then the program replaces it.
+# Runs first inside the sandbox: moves the passed pipes to their fds (`moves`:
+# {fd in the sandbox: fd as passed}), closes every other fd above 2 (so no
+# pipe of bwrap's reaches the program), sets hard limits, then the program
+# replaces it.
 LAUNCHER = """\
-import os, resource, sys
+import fcntl, os, resource, sys
+moves = {moves}
+held = {{target: fcntl.fcntl(source, fcntl.F_DUPFD, 10) for target, source in moves.items()}}
+for source in set(moves.values()):
+    os.close(source)
+for target, fd in held.items():
+    os.dup2(fd, target)
+    os.close(fd)
+low = 3
+for target in sorted(held) + [1 << 16]:
+    os.closerange(low, target)
+    low = target + 1
 for k, v in (("RLIMIT_CPU", {cpu}), ("RLIMIT_AS", {mem}), ("RLIMIT_NPROC", {nproc}),
              ("RLIMIT_FSIZE", {fsize}), ("RLIMIT_NOFILE", {nofile}), ("RLIMIT_CORE", 0),
              ("RLIMIT_MSGQUEUE", 0), ("RLIMIT_MEMLOCK", 0)):
     resource.setrlimit(getattr(resource, k), (v, v))
-if {report_fd} != 3:
-    os.dup2({report_fd}, 3)
-    os.close({report_fd})
 os.execv(sys.executable, [sys.executable, "-I", "-S", "-"])
 """
+
 
 # seccomp: syscalls refused with EPERM, per architecture (audit arch, numbers).
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -147,6 +161,42 @@ def child_started(status: bytes) -> bool:
         except (ValueError, TypeError):
             continue
     return False
+
+
+class Stopper:
+    """Stops a sandbox from another thread, whether it has started yet or not."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self.stopped = False
+
+    def attach(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._proc = proc
+            stopped = self.stopped
+        if stopped:
+            signal_group(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            proc = self._proc
+        if proc is not None:
+            signal_group(proc)
+
+
+def signal_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the sandbox's process group (its owner thread reaps it)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, 9)
+
+
+def read_tail(f, size: int = 2000) -> str:
+    """The last `size` bytes of a file (the program's stderr may be 16 MiB)."""
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - size))
+    return f.read().decode("utf-8", "replace")
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -103,8 +103,10 @@ def test_generation_bpb_scores_the_first_alias_as_the_model_would_answer(registe
 
 
 class PassAll:
-    def run_many(self, programs, progress=False):
-        return [ExecResult("passed", 0, "") for _ in programs]
+    """A sandbox whose checker passes every completion (code_harness.check)."""
+
+    def run_pair(self, candidate, checker, report_limit=0):
+        return ExecResult("passed", 0, ""), ExecResult("passed", 0, "", b'["verdict", true, "passed"]\n')
 
 
 def test_code_bpb_scores_the_reference_solution_after_the_prompt(register, monkeypatch):

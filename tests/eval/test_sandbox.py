@@ -2,6 +2,7 @@
 import os
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -113,3 +114,26 @@ def test_seccomp_filter_is_well_formed_bpf():
     prog = sandbox_lib.seccomp_filter("x86_64")
     assert len(prog) % 8 == 0 and len(prog) // 8 == 4 + 1 + 12 + 2
     assert sandbox_lib.seccomp_filter("sparc") is None
+
+
+@needs_bwrap
+def test_pair_talks_only_through_its_two_pipes_and_the_candidate_is_stopped(sandbox):
+    candidate = ("import os, time\n"
+                 "msg = os.read(4, 100)\n"
+                 "os.write(5, msg.upper())\n"
+                 "try:\n    os.write(3, b'forged')\nexcept OSError:\n    os.write(5, b' no fd 3')\n"
+                 "time.sleep(60)\n")
+    checker = ("import os\nos.write(5, b'ping')\nout = b''\n"
+               "while len(out) < 12:\n    out += os.read(4, 100)\nos.write(3, out)\n")
+    start = time.perf_counter()
+    cand, check = sandbox.run_pair(candidate, checker, report_limit=64)
+    assert check.passed and check.report == b"PING no fd 3"
+    assert cand.status == "stopped" and cand.report == b""
+    assert time.perf_counter() - start < sandbox.timeout_s  # not left to sleep out its timeout
+
+
+def test_pair_runs_without_bubblewrap_too():
+    box = sandbox_lib.Sandbox(unsafe_unsandboxed=True, timeout_s=5, workers=1)
+    cand, check = box.run_pair("import os\nos.write(5, os.read(4, 10))",
+                               "import os\nos.write(5, b'x')\nos.write(3, os.read(4, 10))")
+    assert check.report == b"x" and cand.status in ("passed", "stopped")
