@@ -6,13 +6,15 @@ two sandboxes (`Sandbox.run_pair`), both running codemix/eval/remote.py:
   candidate  the solution (prompt + completion) and a small server. It gets
              only the arguments of the calls the tests make to it, never the
              tests, the prompt's helpers or an expected value.
-  checker    the benchmark's trusted code only: the prompt (`program_prefix`,
-             whose helpers such as HumanEval's `poly` or `encode_cyclic` are
-             the benchmark's own) and the tests, with the function under test
-             (and any other name of the solution the tests use) standing in
-             for the candidate's. Every assert is evaluated here, on values
-             the candidate returned as data (exact builtin types; anything
-             else is an opaque handle that equals nothing).
+  checker    the benchmark's trusted code only: the prompt's complete
+             top-level statements (a prefix of `program_prefix`: imports and
+             helpers such as HumanEval's `poly` or `encode_cyclic`, the
+             benchmark's own whatever the completion redefines) and the
+             tests, with the function under test (and any other name of the
+             solution the tests use) standing in for the candidate's. Every
+             assert is evaluated here, on values the candidate returned as
+             data (exact builtin types; anything else is an opaque handle that
+             equals nothing and has no truth value).
 
 The host reads only the checker's verdict line (at most `VERDICT_LIMIT`
 bytes): no report of the candidate reaches the host, so the host spends no
@@ -27,17 +29,25 @@ in the candidate's process). A completion that computes the right answers
 some other way is, correctly, scored as right.
 
 Which names the checker takes from the candidate (`remote_names`): the
-functions of the prompt the model completes (the prompt's last statement when
-it is a `def`, and any top-level function whose body is only a docstring),
-and every name the tests read that neither the tests nor the
-prompt define and that is not a builtin, or is a builtin the solution
-redefines at top level (MBPP has a `def sum(a, b)`) outside `PROTECTED`
-(builtins the tests use to inspect results stay the real ones). A standard
-library module the tests read only as `M.attr` (`math.isclose`) is imported
-by the checker itself (`module_names`), never taken from the candidate. Other
-names of the solution cross as `Remote` stand-ins whose equality is identity,
-so tests that compare a constant of the solution with a value would fail
-(neither HumanEval nor MBPP has one).
+functions of the prompt the model writes (the `def` its completion continues,
+and any prompt function whose body is only a docstring), and every name the
+tests read that neither the tests nor the prompt define and that is not a
+builtin, or is a builtin the solution redefines at top level (MBPP has a
+`def sum(a, b)`) outside `PROTECTED` (builtins the tests use to inspect
+results stay the real ones). A standard library module the tests read only
+as `M.attr` (`math.isclose`) is imported by the checker itself
+(`module_names`), never taken from the candidate. Every name taken from the
+candidate is a `Remote` stand-in whose equality is identity, so a test that
+compares a constant of the solution with a value fails (neither HumanEval
+nor MBPP has one). Arguments cross as copies: a test that checks how the
+candidate mutated an argument in place fails (neither has one either; all
+664 references pass).
+
+Bounds (per check, whatever the completion does): the host waits at most
+the sandbox's `timeout_s` (plus up to 5 s to reap), spends CPU only on two
+process starts and a verdict of at most 4 KiB, and holds at most that
+verdict, bwrap's status lines (64 KiB each) and 2 KB of each stderr while
+the check runs; after it, a `Verdict`.
 
 Completions that do not parse (including a RecursionError or MemoryError of
 Python's parser on deeply nested input) fail without running, with the
