@@ -44,7 +44,7 @@ candidate mutated an argument in place fails (neither has one either; all
 664 references pass).
 
 Bounds (per check, whatever the completion does): the host waits at most
-the sandbox's `timeout_s` (plus up to 5 s to reap), spends CPU only on two
+the sandbox's `timeout_s` (plus a few seconds to reap), spends CPU only on two
 process starts and a verdict of at most 4 KiB, and holds at most that
 verdict, bwrap's status lines (64 KiB each) and 2 KB of each stderr while
 the check runs; after it, a `Verdict`.
