@@ -13,6 +13,9 @@ too (`from codemix.data.readers import DataError` is this same class).
   BPEVocabularyError     a BPE vocabulary file or spec that can't be used        codemix/model/bpe_spec.py
   CorruptCheckpoint      checkpoint files missing, truncated or altered          codemix/train/checkpoint_integrity.py
   NonFiniteLoss          loss, gradient or state went NaN/Inf (nothing saved)    codemix/train/guards.py
+  RunConfigChanged       resuming/reusing a run under another training config     codemix/train/run_config.py
+  RunLocked              another trainer holds the run's workdir                  codemix/train/run_lock.py
+  WorkdirError           a workdir that is a file, or a full disk                 codemix/train/workdir.py
   SandboxUnavailable     bubblewrap is missing or does not work here             codemix/eval/sandbox.py
   JudgeError             the LLM judge endpoint could not be used                codemix/eval/judge/client.py
   LawError               the runs can't support the requested mixture law        codemix/analysis/mixture_law.py
@@ -24,7 +27,8 @@ from __future__ import annotations
 
 __all__ = [
     "BPEVocabularyError", "CheckpointFormatError", "ConfigError", "CorruptCheckpoint", "DataError",
-    "DataMissingError", "GGUFImportError", "JudgeError", "LawError", "NonFiniteLoss", "SandboxUnavailable",
+    "DataMissingError", "GGUFImportError", "JudgeError", "LawError", "NonFiniteLoss", "RunConfigChanged", "RunLocked",
+    "SandboxUnavailable", "WorkdirError",
 ]
 
 
@@ -62,6 +66,18 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, message: str):
         super().__init__(message)
         self.step = step
+
+
+class RunConfigChanged(ValueError):
+    """A run's stored training configuration differs from the one it is resumed or reused with."""
+
+
+class RunLocked(ValueError):
+    """Another trainer (host, pid) holds the run's workdir."""
+
+
+class WorkdirError(ValueError):
+    """A workdir that can't be used: a file where a directory belongs, a full disk."""
 
 
 class SandboxUnavailable(RuntimeError):

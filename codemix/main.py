@@ -252,7 +252,9 @@ def main(argv=None) -> int:
         # traceback unless debugging.
         if logging.getLogger().level <= logging.DEBUG:
             raise
-        print(f"codemix: error: {e}", file=sys.stderr)
+        # gin appends "In call to configurable 'train' (<function ...>)" to errors raised inside a configurable.
+        message = re.sub(r"\n\s*In call to configurable .*\Z", "", str(e), flags=re.DOTALL)
+        print(f"codemix: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -22,6 +22,9 @@ def add_arguments(p):
     r.add_argument("--run_param", action="append", default=[],
                    help="binding added to every run's gin (e.g. train.log_every=5)")
     r.add_argument("--json", action="store_true", help="with --dry_run: print the plan as JSON")
+    r.add_argument("--allow_config_change", action="store_true",
+                   help="reuse and resume runs trained under another model, data, optimizer, schedule, batch or "
+                        "seed setting (recorded in each run's lineage.json); without it such runs are refused")
     from codemix.train.distributed import add_distributed_arguments
 
     add_distributed_arguments(r)
@@ -39,5 +42,5 @@ def run(args) -> int:
         print(json.dumps(rows, indent=2) if args.json else runner.format_plan(rows))
         return 0
     runner.run_experiment(args.gin_file, args.workdir, only=args.only, gin_params=args.gin_param,
-                          run_params=args.run_param)
+                          run_params=args.run_param, allow_config_change=args.allow_config_change)
     return 0

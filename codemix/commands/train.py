@@ -15,6 +15,9 @@ def add_arguments(p):
     p.add_argument("--gin_param", action="append", default=[],
                    help="A gin binding, e.g. TRAIN_STEPS=60 (repeatable).")
     p.add_argument("--workdir", required=True, help="Run directory; an existing one is resumed.")
+    p.add_argument("--allow_config_change", action="store_true",
+                   help="resume the workdir's run although its model, data, optimizer, schedule, batch or seed "
+                        "settings changed (recorded in its lineage.json); without it such a resume is refused.")
     add_distributed_arguments(p)
 
 
@@ -27,7 +30,7 @@ def run(args) -> int:
     config.parse(args.gin_file, args.gin_param)
     created = not os.path.exists(args.workdir)
     try:
-        summary = train(workdir=args.workdir)
+        summary = train(workdir=args.workdir, allow_config_change=args.allow_config_change)
     except Preempted as e:
         return int(e.code)
     except NonFiniteLoss as e:

@@ -4,6 +4,10 @@
 binds `experiment.*`), expands its variants into unique runs (matrix.expand)
 and, for each run in order:
 
+  0. (before anything is written) compares every run that has a checkpoint
+     with the configuration it would run under now (codemix/train/run_config.py)
+     and refuses, naming each difference, unless --allow_config_change, which
+     records the change in the run's lineage.json and reuses or resumes it;
   1. skips it if `DIR/runs/<run>/lineage.json` says it finished;
   2. writes lineage.json (variant(s), stage, parent run and the parent's
      checkpoint step, mixture, token budget and derived steps);
@@ -152,6 +156,14 @@ def read_lineage(path: Path) -> dict | None:
     return json.loads(f.read_text()) if f.exists() else None
 
 
+def _write_lineage(path: Path, lineage: dict) -> None:
+    """lineage.json, keeping the config_changes that train() (or an earlier attempt) recorded there."""
+    on_disk = (read_lineage(path) or {}) if _is_writer() else {}
+    if on_disk.get("config_changes"):
+        lineage["config_changes"] = on_disk["config_changes"]
+    _write_json(path / "lineage.json", lineage)
+
+
 def _latest_step(path: Path) -> int | None:
     ckpt = path / "checkpoints"
     if not ckpt.exists():
@@ -238,18 +250,64 @@ def format_plan(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str], clock) -> dict:
+def _parse_run_gin(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str]) -> None:
+    gin.clear_config()
+    files = [exp.model_gin, exp.runtime_gin, f"gin/stages/{run.stage.kind}.gin"]
+    cm_config.parse(files, run_bindings(exp, run, workdir) + list(extra_params))
+
+
+def _train_one(exp: Experiment, run: Run, workdir: Path, extra_params: Sequence[str], clock,
+               allow_config_change: bool = False) -> dict:
     """Train one run with its own gin; its start-up (gin parsing) is charged to `clock` too."""
     with clock.phase("startup"):
         from codemix.train.trainer import train
 
-        gin.clear_config()
-        files = [exp.model_gin, exp.runtime_gin, f"gin/stages/{run.stage.kind}.gin"]
-        cm_config.parse(files, run_bindings(exp, run, workdir) + list(extra_params))
+        _parse_run_gin(exp, run, workdir, extra_params)
     try:
-        return train(workdir=str(run_dir(workdir, run.name)), clock=clock)
+        return train(workdir=str(run_dir(workdir, run.name)), clock=clock, allow_config_change=allow_config_change)
     finally:
         gin.clear_config()
+
+
+def check_run_configs(exp: Experiment, runs: Sequence[Run], root: Path, extra_params: Sequence[str],
+                      allow: bool) -> None:
+    """Every trained run's stored configuration against the one it would run under now
+    (step 0 of the module docstring). RunConfigChanged, writing nothing, names each
+    changed run and setting; with `allow`, each change goes to the run's lineage."""
+    from codemix.errors import RunConfigChanged
+    from codemix.train import run_config
+    from codemix.train.trainer import configured_args
+
+    changed = []
+    for r in runs:
+        path = run_dir(root, r.name)
+        old = run_config.stored(path)
+        if old is None or run_config.trained_step(path) is None:
+            continue
+        try:
+            _parse_run_gin(exp, r, root, extra_params)
+            now = run_config.identity(configured_args())
+        finally:
+            gin.clear_config()
+        diff = run_config.differences(old, now)
+        if diff:
+            changed.append((r, path, now, diff))
+    if not changed:
+        return
+    if allow:
+        for r, path, now, _ in changed:
+            if _is_writer():
+                run_config.check(path, now, allow=True)
+        return
+    shown = "\n".join(f"- {r.name} (trained to step {run_config.trained_step(path)}):\n"
+                      f"{run_config.format_differences(diff, '    ')}" for r, path, _, diff in changed[:3])
+    more = f"\n- and {len(changed) - 3} more run(s)" if len(changed) > 3 else ""
+    raise RunConfigChanged(
+        f"{len(changed)} run(s) of {root} were trained with another configuration than this experiment now "
+        f"gives them; reusing them would report results of the old configuration as the new one's. Nothing "
+        f"was written.\n{shown}{more}\nRun the new configuration in a new --workdir (or rename the experiment's "
+        f"runs), rerun with the settings the runs were trained with, or pass --allow_config_change to reuse "
+        f"and resume these runs anyway (each change is recorded in the run's lineage.json).")
 
 
 def _evaluate(exp: Experiment, path: Path) -> dict | None:
@@ -294,8 +352,10 @@ def run_experiment(
     gin_params: Sequence[str] = (),
     run_params: Sequence[str] = (),
     progress: bool = True,
+    allow_config_change: bool = False,
 ) -> dict:
-    """Run (or resume) the experiment; returns {run name: lineage}."""
+    """Run (or resume) the experiment; returns {run name: lineage}. A run trained
+    under another configuration is refused unless `allow_config_change`."""
     exp = load_experiment(gin_file, gin_params)
     variants = select(exp, only)
     runs = expand(variants, exp.seeds)
@@ -303,8 +363,10 @@ def run_experiment(
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"experiment workdir {root} is a file; pass a directory (it is created "
                                  f"if missing) or move the file away.")
+    check_run_configs(exp, runs, root, run_params, allow_config_change)
     root.mkdir(parents=True, exist_ok=True)
     from codemix.train import compile_cache, phases
+    from codemix.train.workdir import ensure_directory
 
     compile_cache.compilation_cache()  # env / default here; a run's gin may rebind it
     _write_json(root / "plan.json", plan(exp, variants))
@@ -328,7 +390,7 @@ def run_experiment(
                 bar.update(1)
             continue
         parent_step = parent_step_of(root, r)
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_directory(path, "run directory")
         lineage = {
             "experiment": exp.name,
             "run": r.name,
@@ -345,14 +407,14 @@ def run_experiment(
             "status": "running",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        _write_json(path / "lineage.json", lineage)
+        _write_lineage(path, lineage)
         if bar is not None:
             bar.set_postfix_str(r.name[:40])
         clock = phases.PhaseClock()
         try:
-            summary = _train_one(exp, r, root, run_params, clock)
+            summary = _train_one(exp, r, root, run_params, clock, allow_config_change)
             lineage.update(status="trained", final_step=summary["step"], tokens_seen=summary["tokens"])
-            _write_json(path / "lineage.json", lineage)
+            _write_lineage(path, lineage)
             is_final = any(final_run(v, r.seed) == r.name for v in variants)
             with clock.phase("benchmark_eval"):
                 evaluation = _evaluate(exp, path) if exp.eval_stages == "all" or is_final else None
@@ -364,7 +426,7 @@ def run_experiment(
             lineage["eval"] = "eval.json"
         elif exp.eval_benchmarks:
             lineage["eval_skipped"] = "not a variant's final stage (Experiment.eval_stages = 'final')"
-        _write_json(path / "lineage.json", lineage)
+        _write_lineage(path, lineage)
         results[r.name] = lineage
         if bar is not None:
             bar.update(1)

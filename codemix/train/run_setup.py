@@ -6,8 +6,11 @@ from the token budget), the LR schedule and optimizer, the state layout (one
 rules table for params, optimizer state and batches), the checkpointer and
 the state itself -- this run's newest good checkpoint if it has one, else the
 `init_from` parent's weights, else a fresh initialisation -- the jitted train
-step and the held-out evaluator; then writes operative_config.gin and
-run_info.json. Each part is charged to its phase of the run's PhaseClock.
+step and the held-out evaluator; then rewinds the run's records to the step it
+starts from (rewind.py) and writes operative_config.gin and run_info.json.
+Each part is charged to its phase of the run's PhaseClock. The caller
+(trainer.py) has already locked the workdir and checked the run's stored
+configuration, so a refused run gets none of these writes.
 """
 from __future__ import annotations
 
@@ -26,10 +29,11 @@ from codemix.model.config import ModelConfig
 from codemix.model.info import model_info
 from codemix.train import checkpointing
 from codemix.train.budget import steps_for
-from codemix.train.metrics import peak_flops_per_device, read_metrics
+from codemix.train.metrics import peak_flops_per_device
 from codemix.train.optimizer import Schedule
 from codemix.train.phases import PhaseClock
 from codemix.train.record import fresh_meta
+from codemix.train.rewind import rewind
 from codemix.train.state import fresh_state, state_layout
 from codemix.train.step import (
     jit_train_step,
@@ -73,18 +77,6 @@ def _peak(override: float | None) -> tuple[float, str]:
     return _peaks[key]
 
 
-def truncate_metrics(workdir: str, last_step: int) -> None:
-    """After resuming from `last_step`, drop log lines of steps that will be redone."""
-    if jax.process_index() != 0:
-        return
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return
-    keep = [r for r in read_metrics(workdir) if r["step"] <= last_step]
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
-
-
 def heldout_evaluator(cfg, iterator, layout, mesh):
     """The held-out sets packed with the run's own vocabulary and sharded like training."""
     from codemix.data import heldout as heldout_data
@@ -111,7 +103,6 @@ def _initial_state(a: dict, cfg, optimizer, layout, ckpt, iterator, workdir: str
         log.info("resuming %s from step %d", workdir, ckpt.latest_step())
         abstract_state = {"params": layout.abstract_params, "opt_state": layout.abstract_opt_state}
         state, meta, latest = ckpt.restore_latest(abstract_state, layout.shardings, iterator)  # newest good one
-        truncate_metrics(workdir, latest)
         return state, meta, latest
     if a["init_from"]:
         sh = layout.shardings
@@ -133,7 +124,6 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
         raise ValueError(f"train.eval_every must be a positive number of steps or None, got {a['eval_every']}.")
     with clock.phase("startup"):
         cfg = a["model"] or ModelConfig()
-        os.makedirs(workdir, exist_ok=True)
         mesh = a["make_mesh"]()
     with clock.phase("data_setup"):
         iterator = a["make_iterator"]()
@@ -151,6 +141,7 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
         ckpt = checkpointing.Checkpointer(workdir, a["checkpoint_every"], a["keep_checkpoints"],
                                           a["async_checkpoints"])
         state, meta, start = _initial_state(a, cfg, optimizer, layout, ckpt, iterator, workdir)
+        rewind(workdir, start)  # what was logged after `start` is logged again
         # One program for every stage: the schedule's numbers are step inputs and the
         # per-source sums have source_slots() entries (step.py).
         step_fn = make_train_step(cfg, optimizer, schedule, source_slots(len(iterator.source_names)),

@@ -4,7 +4,14 @@ Restart semantics: if `<workdir>/checkpoints` holds a finished checkpoint, the
 run resumes from the latest one (params, optimizer, step, data iterator), so
 the batches after a restart are exactly those the uninterrupted run would have
 seen. Otherwise it starts from `init_from` (weights only, fresh optimizer and
-step counter) or from a fresh initialisation.
+step counter) or from a fresh initialisation. Before anything is written to
+the run, its workdir is locked against a second trainer (run_lock.py) and its
+stored training configuration is compared with this one (run_config.py): a
+run is resumed only under the configuration it was trained with, unless
+`allow_config_change`. Metrics, held-out records and TensorBoard events of
+steps after the start step are dropped (rewind.py), so each step is logged
+once and matches the weights. A full disk ends the run with one message
+(workdir.py).
 
 What a run is built from is visible in gin: `train.model`, `train.make_mesh`,
 `train.make_iterator`, `train.make_schedule` and `train.make_optimizer` are
@@ -13,17 +20,25 @@ configured without the stage files still works).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 
+import jax
+import numpy as np
+
 import gin
+from codemix import config as cm_config
 from codemix.data.pipeline import make_train_iterator
+from codemix.errors import RunLocked
 from codemix.model.config import ModelConfig
-from codemix.train import compile_cache, partitioning, phases
+from codemix.train import compile_cache, partitioning, phases, run_config
+from codemix.train import workdir as workdirs
 from codemix.train.budget import steps_for  # noqa: F401  (the one definition; runner uses it too)
 from codemix.train.loop import run_loop
 from codemix.train.optimizer import make_optimizer as _make_optimizer
 from codemix.train.optimizer import make_schedule as _make_schedule
+from codemix.train.run_lock import RunLock
 from codemix.train.run_setup import set_up
 
 log = logging.getLogger(__name__)
@@ -59,6 +74,7 @@ def train(
     make_schedule: Callable = _make_schedule,
     make_optimizer: Callable = _make_optimizer,
     clock: phases.PhaseClock | None = None,
+    allow_config_change: bool = False,
 ) -> dict:
     """Train (or resume) a run in `workdir`. Returns a summary dict.
 
@@ -104,18 +120,36 @@ def train(
       clock: the PhaseClock to charge (the experiment runner passes the run's
         own, which also times its start-up and evaluation); default: a new one.
         Either way the phases are written to run_info.json.
+      allow_config_change: resume this workdir's run although the settings
+        that decide what it trains differ from those it was trained with
+        (run_config.py); the change is recorded in its lineage.json. Without
+        it such a resume is refused (RunConfigChanged) before anything is written.
     """
     args = dict(locals())
     own_clock = clock is None
     clock = clock or phases.PhaseClock()
+    lock = None
+    quiet = workdirs.QuietDiskFull()
+    logging.getLogger("absl").addFilter(quiet)  # Orbax's writer thread logs through absl
     try:
         with clock.phase("startup"):
+            identity = run_config.identity(args)
+            workdirs.ensure_directory(workdir)
+            lock = _lock(workdir)
+            run_config.check(workdir, identity, allow_config_change, write=jax.process_index() == 0)
             compile_cache.compilation_cache()
         s = set_up(workdir, args, clock)
         step, signum = run_loop(s, workdir, clock, log_every=log_every, checkpoint_every=checkpoint_every,
                                 eval_every=eval_every, hooks=hooks, progress=progress)
         snap = phases.record(workdir, clock)
+    except Exception as e:
+        if workdirs.is_disk_full(e):
+            raise workdirs.disk_full(workdir, e, run_config.trained_step(workdir)) from e
+        raise
     finally:
+        logging.getLogger("absl").removeFilter(quiet)
+        if lock is not None:
+            lock.release()
         if own_clock:
             clock.close()
     p = snap["phases"]
@@ -137,3 +171,31 @@ def train(
         log.warning("stopped at step %d by signal %d; checkpoint written", step, signum)
         raise Preempted(128 + signum)
     return summary
+
+
+def _lock(workdir: str) -> RunLock:
+    """Process 0 locks the workdir; every process learns whether it could."""
+    lock = RunLock(workdir)
+    refused = None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except RunLocked as e:
+            refused = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        locked = bool(multihost_utils.broadcast_one_to_all(np.int32(refused is None)))
+        if not locked and refused is None:
+            raise RunLocked(f"process 0 found {workdir} in use by another trainer (its log names it).")
+    if refused is not None:
+        raise refused
+    return lock
+
+
+def configured_args() -> dict:
+    """train()'s arguments as the current gin config would give them (the
+    run_config.TRAIN_PARAMS, and no model: ModelConfig() is gin's), without training."""
+    defaults = {n: p.default for n, p in inspect.signature(train).parameters.items()}
+    args = {n: cm_config.query(f"train.{n}", defaults[n]) for n in run_config.TRAIN_PARAMS}
+    return {**args, "model": None}

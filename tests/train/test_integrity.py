@@ -149,7 +149,8 @@ def test_retention_never_deletes_the_newest_verified_checkpoint(tmp_path):
 
 # End to end, through `codemix train`.
 
-PARAMS = MICRO + ["train.checkpoint_every=5", "train.keep_checkpoints=3"]
+# A fixed schedule length, so the tests may resume these runs for more steps (run_config.py).
+PARAMS = MICRO + ["train.checkpoint_every=5", "train.keep_checkpoints=3", "train.schedule_steps=30"]
 
 
 def _steps_on_disk(workdir):
@@ -188,7 +189,8 @@ def test_corrupted_checkpoint_resumes_from_the_previous_one(ten_steps, tmp_path)
 def test_nan_run_keeps_its_last_good_checkpoint_and_reports_the_step(ten_steps, tmp_path):
     workdir = _copy_of(ten_steps, tmp_path)
     # A learning rate of 1e30 blows the weights up after the first update.
-    proc = subprocess.run(train_cmd(workdir, PARAMS + ["TRAIN_STEPS=30", "LR=1e30"]), cwd=REPO, env=env(),
+    proc = subprocess.run(train_cmd(workdir, PARAMS + ["TRAIN_STEPS=30", "LR=1e30"], ["--allow_config_change"]),
+                          cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 3, proc.stderr[-3000:]
     rows = metrics(workdir)

@@ -49,7 +49,8 @@ def _leaves(tree):
 
 def test_sigterm_writes_a_checkpoint_then_resume_finishes(tmp_path):
     workdir = tmp_path / "run"
-    params = MICRO + ["TRAIN_STEPS=400", "train.checkpoint_every=1000"]
+    # A fixed schedule length: the resume below shortens the run without changing its configuration.
+    params = MICRO + ["TRAIN_STEPS=400", "train.checkpoint_every=1000", "train.schedule_steps=400"]
     proc = subprocess.Popen(train_cmd(workdir, params), cwd=REPO, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_step(workdir, 3, proc)
@@ -59,5 +60,5 @@ def test_sigterm_writes_a_checkpoint_then_resume_finishes(tmp_path):
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert len(saved) == 1 and 3 <= saved[0] < 400  # checkpoint_every=1000: only the signal saved
     assert metrics(workdir)[-1]["step"] == saved[0]
-    run_train(workdir, MICRO + [f"TRAIN_STEPS={saved[0] + 3}", "train.checkpoint_every=1000"])
+    run_train(workdir, MICRO + [f"TRAIN_STEPS={saved[0] + 3}", "train.checkpoint_every=1000", "train.schedule_steps=400"])
     assert metrics(workdir)[-1]["step"] == saved[0] + 3
