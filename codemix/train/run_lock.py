@@ -99,6 +99,7 @@ class RunLock:
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump(self.owner, f)
+            epath.Path(f"{self.path}.stale").unlink(missing_ok=True)  # a taken-over lock, kept only until now
             self.held = True
             self._thread = threading.Thread(target=self._beat, name="codemix-run-lock", daemon=True)
             self._thread.start()

@@ -114,6 +114,7 @@ def test_lock_of_a_dead_trainer_is_taken_over_and_a_live_one_refuses(tmp_path):
     other_host = {**owner, "host": "elsewhere", "heartbeat": 0}  # no heartbeat for decades: stale
     (tmp_path / LOCK_NAME).write_text(json.dumps(other_host))
     RunLock(tmp_path).acquire().release()
+    assert list(tmp_path.iterdir()) == []  # neither the lock nor the one it took over is left behind
 
 
 @pytest.mark.slow  # a subprocess that imports the trainer (~20 s on 2 busy cores)
