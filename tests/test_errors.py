@@ -28,7 +28,8 @@ OLD_HOMES = {
     "LawError": "codemix.analysis.mixture_law",
 }
 # Exception classes that are not errors a user causes: control flow and private helpers.
-NOT_USER_ERRORS = {"Preempted", "_Truncated"}
+# CandidateFailed is raised inside the sandboxed checker (codemix/eval/remote.py runs there standalone).
+NOT_USER_ERRORS = {"Preempted", "_Truncated", "CandidateFailed"}
 BUILTIN_EXCEPTIONS = {name for name, obj in vars(builtins).items()
                       if isinstance(obj, type) and issubclass(obj, BaseException)}
 
