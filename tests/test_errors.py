@@ -26,6 +26,10 @@ OLD_HOMES = {
     "SandboxUnavailable": "codemix.eval.sandbox",
     "JudgeError": "codemix.eval.judge.client",
     "LawError": "codemix.analysis.mixture_law",
+    # Born in codemix.errors; the module that raises each one re-exports it.
+    "RunConfigChanged": "codemix.train.run_config",
+    "RunLocked": "codemix.train.run_lock",
+    "WorkdirError": "codemix.train.workdir",
 }
 # Exception classes that are not errors a user causes: control flow and private helpers.
 # CandidateFailed is raised inside the sandboxed checker (codemix/eval/remote.py runs there standalone).
