@@ -250,9 +250,13 @@ def _law_section(data: ExperimentData, resamples: int) -> str:
               f"over the shares of {', '.join(le.share_columns(runs))} (`codemix law fit`; "
               "codemix/analysis/mixture_law.py): the exponential mixing law L = c + k·exp(Σ t_j r_j) of Ye et al. "
               "2024, the last varying family's t fixed at 0 (shares sum to 1). Intervals: 95%, bootstrap laws with "
-              "the mixture points fixed (seeds resampled within each point, else residuals). *LOO* = root mean "
-              "square error predicting each mixture left out (all its seeds); the form with the lower LOO "
-              "predicts unseen mixtures better. The optimum is searched within the shares the runs cover."), ""]
+              "the mixture points fixed (noise at the seeds' pooled variance around each point, else residuals). "
+              "*LOO* = root mean square error predicting each interior mixture left out (all its seeds); the "
+              "form with the lower LOO predicts unseen mixtures inside the sweep better; *LOO ends* is the same "
+              "for the sweep's end points, predicted by extrapolation. *fit*: the lack-of-fit F test of the "
+              "point means against the seeds' scatter; a **MISFIT** law's optimum and intervals are not to be "
+              "trusted, and `codemix law propose` refuses it. The optimum is searched within the shares the "
+              "runs cover."), ""]
     rows = []
     for t, law in rep["laws"].items():
         opt = rep["optimum"][t]
@@ -262,8 +266,12 @@ def _law_section(data: ExperimentData, resamples: int) -> str:
         v, lo, hi = opt.predicted[t]
         rows.append({"target": t, "points": law.n_points, "runs": law.n_runs, "parameters": params,
                      "LOO exp": rep["loo"][t]["exp"], "LOO linear": rep["loo"][t]["linear"],
+                     "LOO ends (exp)": law.loo_vertex, "fit": law.fit_summary(),
                      "optimum": f"{le.default_sense(t)}: {shares}", "predicted": f"{v:.4f} [{lo:.4f}, {hi:.4f}]"})
     lines.append(markdown_table(pd.DataFrame(rows)) if rows else "No target could be fitted.")
+    for t, law in rep["laws"].items():
+        if law.misfit:
+            lines.append(f"\n- **`{t}`: the exp law does not fit.** {law.fit_summary()}.")
     for t, why in rep["errors"].items():
         lines.append(f"\n- `{t}`: no law ({why})")
     pts = [p.assign(target=t) for t, p in rep["points"].items()]

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", required=True,
                    help="'min|max W*TARGET + ...; TARGET <= X', e.g. 'max reasoning/prob_correct'")
     p.add_argument("--output", required=True, help="mixture gin to write, e.g. gin/mixtures/law_opt.gin")
+    p.add_argument("--force", action="store_true",
+                   help="propose from a law that fails its lack-of-fit test (refused by default)")
     p.add_argument("--explore", type=int, default=0, metavar="K",
                    help="also K exploratory mixtures where the bootstrap laws disagree most (default 0)")
 
@@ -84,7 +86,8 @@ def _fit(args, data) -> int:
         out["targets"][t] = {"params": {n: list(v) for n, v in law.param_intervals().items()},
                              "varying": list(law.varying), "reference": law.reference, "fixed": dict(law.fixed),
                              "n_runs": law.n_runs, "n_points": law.n_points, "bootstrap": law.bootstrap,
-                             "loo": loo, "optimum": {"sense": le.default_sense(t), **_optimum_dict(opt)}}
+                             "loo": loo, "loo_vertex": law.loo_vertex, "fit_p": law.fit_p, "misfit": law.misfit,
+                             "fit": law.fit_summary(), "optimum": {"sense": le.default_sense(t), **_optimum_dict(opt)}}
     if obj:
         out["objective"] = {"label": str(obj), **_optimum_dict(mo.optimum(laws, obj, bounds))}
     if args.json:
@@ -99,9 +102,11 @@ def _fit(args, data) -> int:
             print(f"  {n:<16} {_fmt(v):>10}  [{_fmt(lo)}, {_fmt(hi)}]")
         numeric = {f: v for f, v in r["loo"].items() if isinstance(v, float) and math.isfinite(v)}
         best = min(numeric, key=numeric.get) if numeric else None
-        print("  leave-one-out RMSE: " + ", ".join(
+        print("  leave-one-out RMSE over interior mixtures: " + ", ".join(
             f"{f} {_fmt(v) if isinstance(v, float) else v}{' (best)' if f == best else ''}"
             for f, v in r["loo"].items()))
+        print(f"  leave-one-out RMSE at the sweep's ends (extrapolated): {_fmt(r['loo_vertex'])}")
+        print(f"  fit: {r['fit']}")
         _print_optimum(f"{r['optimum']['sense']} {t}", r["optimum"])
     if "objective" in out:
         _print_optimum(out["objective"]["label"], out["objective"])
@@ -120,6 +125,15 @@ def _propose(args, data) -> int:
 
     obj = mo.Objective.parse(args.objective)
     laws, runs = le.fit_experiment(data, obj.targets, args.form, args.resamples, args.variants)
+    bad = {t: law for t, law in laws.items() if law.misfit}
+    if bad and not args.force:
+        print("codemix law propose: refused: the " + args.form + " law does not fit "
+              + "; ".join(f"{t} ({law.fit_summary()})" for t, law in bad.items())
+              + ". Try another --form (codemix law fit prints every form's fit), add mixtures, or pass --force "
+              "to propose from it anyway.")
+        return 1
+    for t, law in bad.items():
+        print(f"warning: proposing from a law that does not fit {t} (--force): {law.fit_summary()}")
     opt = mo.optimum(laws, obj, dict(args.bound))
     out = Path(args.output)
     gin_path, side = le.write_proposal(out, opt.as_dict(), laws, str(obj), str(data.root), "optimum", opt)

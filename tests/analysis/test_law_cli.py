@@ -86,8 +86,29 @@ def test_fit_text_prints_parameters_loo_and_optimum(tmp_path, capsys):
     rc, out, _ = _cli(capsys, "fit", root, "--target", "val/code_web/bpb", "--resamples", "50",
                       "--objective", "min val/text/bpb + val/code_web/bpb; val/code_web/bpb <= 1.5")
     assert rc == 0, out
-    assert "t_code_web" in out and "leave-one-out RMSE: exp" in out and "(best)" in out
+    assert "t_code_web" in out and "leave-one-out RMSE over interior mixtures: exp" in out and "(best)" in out
+    assert "at the sweep's ends (extrapolated)" in out and "fit: consistent with the seeds' noise" in out
     assert "optimum of 'min val/text/bpb + val/code_web/bpb; val/code_web/bpb <= 1.5'" in out
+
+
+def test_propose_refuses_a_law_that_misfits_unless_forced(tmp_path, capsys, monkeypatch):
+    """Held-out text bpb that is a parabola in the code share (worst at 50%), seeds 0.002 apart:
+    no exp law follows it, the lack-of-fit test says so, and propose refuses it."""
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "TEXT_BPB", lambda r: 1.5 + 1.2 * r * (1 - r))
+    root = write_sweep(tmp_path / "exp", code=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), noise=0.002)
+    rc, out, _ = _cli(capsys, "fit", root, "--target", "val/text/bpb", "--resamples", "50", "--json")
+    t = json.loads(out)["targets"]["val/text/bpb"]
+    assert rc == 0 and t["misfit"] and t["fit_p"] < 1e-6 and t["fit"].startswith("MISFIT")
+    out_gin = tmp_path / "mix" / "p.gin"
+    rc, text, _ = _cli(capsys, "propose", root, "--objective", "min val/text/bpb", "--output", out_gin,
+                       "--resamples", "50")
+    assert rc == 1 and "refused: the exp law does not fit val/text/bpb (MISFIT" in text and "--force" in text
+    assert not out_gin.parent.exists()
+    rc, text, _ = _cli(capsys, "propose", root, "--objective", "min val/text/bpb", "--output", out_gin,
+                       "--resamples", "50", "--force")
+    assert rc == 0 and "warning: proposing from a law that does not fit" in text and out_gin.exists()
 
 
 def test_propose_writes_a_mixture_gin_that_parses_and_sums_to_one(tmp_path, capsys):
