@@ -67,6 +67,7 @@ class ExperimentData:
     missing: list[dict]
     heldout: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     examples: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    corpora: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # run, family, fingerprint, sources
 
     @property
     def variants(self) -> list[str]:
@@ -245,7 +246,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
 
     lineages, bindings = {}, {}
     run_rows, metric_rows, share_rows, eval_frames, config_rows, missing = [], [], [], [], [], []
-    heldout_rows, example_frames = [], []
+    heldout_rows, example_frames, corpus_rows = [], [], []
     planned = {r["run"]: r for r in plan}
     exp_name = root.name
     for name in names:
@@ -288,6 +289,13 @@ def load_experiment(path: str | Path) -> ExperimentData:
             missing.append({"run": name, "variants": list(variants), "problem": "; ".join(problems)})
         for m in metrics:
             metric_rows.append({"run": name, **m})
+        for fam, prov in (info.get("corpora") or {}).items():
+            if isinstance(prov, dict):
+                srcs = prov.get("sources") or []
+                corpus_rows.append({"run": name, "family": fam, "config": prov.get("config"),
+                                    "fingerprint": prov.get("fingerprint"),
+                                    "sources": ", ".join(f"{s.get('name')}=={s.get('version')}" for s in srcs
+                                                         if isinstance(s, dict)) or prov.get("raw", "")})
         sources = info.get("sources", [])
         requested = info.get("requested_shares", [None] * len(sources))
         total = sum(float(last.get(f"tokens/{s}", 0.0)) for s in sources)
@@ -348,6 +356,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
         heldout=pd.DataFrame(heldout_rows, columns=["run", "step", "family", "loss", "bpb", "tokens", "bytes"]),
         examples=(pd.concat(example_frames, ignore_index=True) if example_frames else
                   pd.DataFrame(columns=["run", "benchmark", "metric", "id", "value"])),
+        corpora=pd.DataFrame(corpus_rows, columns=["run", "family", "config", "fingerprint", "sources"]),
     )
 
 

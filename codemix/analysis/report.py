@@ -356,6 +356,23 @@ def _guard(name: str, fn: Callable[[], str]) -> str:
         return f"_This section could not be built: {type(e).__name__}: {e}_"
 
 
+def _corpora_section(data: ExperimentData) -> str:
+    """Which corpus (fingerprint) and which declared sources the runs trained on, per family."""
+    c = data.corpora
+    if not len(c):
+        return "The runs record no corpus provenance (run_info.json `corpora`; runs from before it was kept)."
+    g = c.groupby(["family", "config", "fingerprint", "sources"], dropna=False, sort=False)["run"].count()
+    show = g.reset_index().rename(columns={"run": "runs"})
+    note = ("Each training family's corpus as the runs recorded it: a fingerprint covers the corpus options "
+            "and every declared source with its version and file list, so a run with another fingerprint "
+            "trained on other data.")
+    many = show.groupby("family").size()
+    if (many > 1).any():
+        note += (" **More than one corpus for** " + ", ".join(f"`{f}`" for f in many[many > 1].index)
+                 + ": comparisons across those runs mix a data change into the effect.")
+    return note + "\n\n" + markdown_table(show)
+
+
 def write_report(experiment_dir: str, baseline: str = "text_only", resamples: int = 2000) -> str:
     """Write DIR/report.md and DIR/report/*.png; returns the report's path."""
     root = Path(experiment_dir)
@@ -391,6 +408,7 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
         "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
         "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
         "## Realized mixture shares", "", _guard("shares", lambda: _shares_section(data)), "",
+        "## Corpora", "", _guard("corpora", lambda: _corpora_section(data)), "",
         "## Time per phase", "", _guard("phases", lambda: phases.markdown(root)), "",
         "## Plots", "",
     ]

@@ -96,6 +96,16 @@ def heldout_evaluator(cfg, iterator, layout, mesh):
     return ev
 
 
+def _corpora_record(iterator, heldout) -> dict:
+    """corpora.provenance of the training sources and, when held-out sets are measured, their families."""
+    record = dict(iterator.corpora or {})
+    if heldout is not None:
+        from codemix.data import corpora
+
+        record.update({f: p for f, p in corpora.provenance(list(heldout.sets)).items() if f not in record})
+    return record
+
+
 def _initial_state(a: dict, cfg, optimizer, layout, ckpt, iterator, workdir: str):
     """(state, meta, start step): resume, init_from a parent, or fresh."""
     meta = fresh_meta(len(iterator.source_names))
@@ -166,6 +176,8 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
                 "sequence_length": seq_len,
                 "sources": iterator.source_names,
                 "requested_shares": iterator.rates,
+                # per family trained on or measured held-out: its corpus fingerprint and declared sources
+                "corpora": _corpora_record(iterator, heldout),
                 "params": info.total_params,
                 "flops_per_token": info.flops_per_token,
                 "init_from": a["init_from"],

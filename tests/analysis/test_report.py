@@ -104,6 +104,11 @@ def test_report_of_real_experiment(real_experiment):
     assert "Not drawn: no evaluated code_p<N> variants" in text
     for rel in images:
         _assert_valid_png(real_experiment / rel)
+    # which corpus each run trained on: the fingerprint and declared sources its run_info recorded
+    info = json.loads((real_experiment / "runs" / "init-local_text-2.048K" / "run_info.json").read_text())
+    prov = info["corpora"]["markup"]  # a held-out family: the byte-level local_text itself reads no corpus
+    corpora_section = text[text.index("## Corpora"):text.index("## Time per phase")]
+    assert prov["fingerprint"] and prov["fingerprint"] in corpora_section
     ev = json.loads((real_experiment / "runs" / "init-local_text-2.048K" / "eval.json").read_text())
     assert {r["benchmark"] for r in ev["records"]} >= {"copa", "arc_easy", "category:reasoning"}
 
