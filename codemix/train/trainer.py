@@ -129,6 +129,8 @@ def train(
     own_clock = clock is None
     clock = clock or phases.PhaseClock()
     lock = None
+    fresh = not workdirs.exists(workdir)  # made by this call: removed again if it fails before training
+    started = False
     quiet = workdirs.QuietDiskFull()
     logging.getLogger("absl").addFilter(quiet)  # Orbax's writer thread logs through absl
     try:
@@ -139,6 +141,7 @@ def train(
             run_config.check(workdir, identity, allow_config_change, write=jax.process_index() == 0)
             compile_cache.compilation_cache()
         s = set_up(workdir, args, clock)
+        started = True
         step, signum = run_loop(s, workdir, clock, log_every=log_every, checkpoint_every=checkpoint_every,
                                 eval_every=eval_every, hooks=hooks, progress=progress)
         snap = phases.record(workdir, clock)
@@ -150,6 +153,8 @@ def train(
         logging.getLogger("absl").removeFilter(quiet)
         if lock is not None:
             lock.release()
+        if fresh and not started:  # a bad mixture, gin value or vocabulary: leave no half-made workdir
+            workdirs.remove_unstarted(workdir, (run_config.CONFIG_FILE,))
         if own_clock:
             clock.close()
     p = snap["phases"]

@@ -9,6 +9,8 @@ from etils import epath
 
 from codemix.errors import WorkdirError
 
+log = logging.getLogger(__name__)
+
 
 def ensure_directory(workdir, what: str = "workdir") -> None:
     """Create `workdir` if missing; WorkdirError if it (or a parent) is a file."""
@@ -18,6 +20,25 @@ def ensure_directory(workdir, what: str = "workdir") -> None:
             raise WorkdirError(f"{what} {workdir}: {p} is a file, not a directory; pass another --workdir, "
                                f"or move the file away.")
     path.mkdir(parents=True, exist_ok=True)
+
+
+def exists(workdir) -> bool:
+    return epath.Path(workdir).exists()
+
+
+def remove_unstarted(workdir, own_files: tuple[str, ...]) -> None:
+    """Remove a workdir that a failed start created: its `own_files`, then the folder if that
+    leaves it empty. Anything else in it (a user's file, a run's output) keeps it."""
+    root = epath.Path(workdir)
+    if not root.is_dir():
+        return
+    for name in own_files:
+        (root / name).unlink(missing_ok=True)
+    try:
+        if not any(root.iterdir()):
+            root.rmdir()
+    except OSError as e:  # a race or a permission: leaving the empty folder is harmless
+        log.debug("left %s in place: %s", workdir, e)
 
 
 def is_disk_full(e: BaseException) -> bool:
