@@ -1,10 +1,18 @@
-"""`codemix plan --gin_file ... [--accelerator v4-32 | --devices N] [--backend B]`:
+"""`codemix plan --gin_file ... [--accelerator v4-32 | --devices N] [--backend B] [--compile [SLICE]]`:
 memory per device, FLOPs per step, steps for the token budget and wall time at an MFU,
-for the run the gin files describe (see codemix/train/planner.py)."""
+for the run the gin files describe (see codemix/train/planner.py).
+
+`--compile v4-32` (or `--compile` with `--accelerator`) compiles the real train
+step for that TPU slice on this machine with libtpu's compiler (the `[tpu]`
+extra; codemix/train/tpu_compile.py) and prints the compiler's memory per
+chip and FLOPs beside the planner's, the compile time, and a roofline estimate
+of step time and MFU. `--compile` alone compiles on this host's devices."""
 from __future__ import annotations
 
 import json
 import math
+
+GIB = 1024**3
 
 
 def add_arguments(p):
@@ -23,8 +31,13 @@ def add_arguments(p):
     p.add_argument("--backend", choices=("cpu", "tpu", "gpu"), default=None,
                    help="whose XLA behaviour the temporaries follow (default: tpu with "
                         "--accelerator, gpu with --gpu, else this host's JAX backend)")
-    p.add_argument("--compile", action="store_true",
-                   help="also compile the step on the local devices and print XLA's memory analysis")
+    p.add_argument("--compile", nargs="?", const="", default=None, metavar="SLICE",
+                   help="also compile the real step and print the compiler's memory and FLOPs: for a "
+                        "TPU slice (v4-32, v5e-16, v5p-32; needs the [tpu] extra), for --accelerator's "
+                        "slice when no SLICE is named, else on this host's devices")
+    p.add_argument("--no_probes", action="store_true",
+                   help="with --compile SLICE: skip the two small depth-probe compiles that count "
+                        "the FLOPs of a looping step (accumulation, scanned layers)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -64,12 +77,45 @@ def _fmt_time(s: float | None) -> str:
     return f"{s / 3600:.1f} h ({s / 86400:.2f} days)"
 
 
+def _compiled_lines(c: dict, hbm_gib: float | None) -> list[str]:
+    """The TPU compiler's numbers beside the planner's (per chip)."""
+    lp = c["planner"]
+
+    def row(name, compiled, planned, note=""):
+        ratio = f"{planned / compiled:6.2f}x" if compiled else "     -"
+        return f"  {name:<13}{_fmt_bytes(compiled)} {_fmt_bytes(planned)}  {ratio}{note}"
+
+    planned_out = lp["state_bytes"]
+    lines = [
+        (f"compiled     for {c['accelerator']} ({c['devices']} chips, mesh "
+         f"{' '.join(f'{k}={v}' for k, v in c['mesh'].items())}) by libtpu in {c['compile_s']:.1f} s"),
+        "  per chip       compiler      planner  planner/compiler",
+        row("arguments", c["argument_bytes"], lp["argument_bytes"]),
+        row("outputs", c["output_bytes"], planned_out, "   (aliased with the donated state: "
+            f"{_fmt_bytes(c['alias_bytes']).strip()})"),
+        row("temporaries", c["temp_bytes"], lp["temp_bytes"]),
+        row("peak", c["peak_bytes"], lp["peak_bytes"], "   (arguments + outputs - aliased + temporaries)"),
+    ]
+    if hbm_gib:
+        free = hbm_gib * GIB - c["peak_bytes"]
+        lines.append(f"  HBM          {hbm_gib:g} GiB: {'fits' if free >= 0 else 'DOES NOT FIT'}, "
+                     f"{free / GIB:.2f} GiB ({free / (hbm_gib * GIB):.0%}) to spare")
+    lines += [
+        (f"  FLOPs        {c['flops']:.3e} per chip per step from the compiler ({c['flops_source']}"
+         + (f", {c['probe_s']:.1f} s" if c["probe_s"] else "") + f"); the model's formula: "
+         f"{c['model_flops']:.3e} (ratio {c['flops'] / c['model_flops']:.2f})"),
+        (f"  roofline     ESTIMATE: {_fmt_time(c['roofline_step_s'])} per step, MFU <= "
+         f"{c['roofline_mfu']:.2f} (max of {c['flops']:.2e} FLOPs / {c['peak_flops']:.3g} FLOP/s and "
+         f"{c['bytes_accessed']:.2e} bytes / {c['hbm_bandwidth'] / 1e9:.0f} GB/s; no collectives)"),
+    ]
+    return lines
+
+
 def run(args) -> int:
     import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
     from codemix import config
-    from codemix.launch.tpu import generation, topology
     from codemix.model.config import ModelConfig
-    from codemix.train import planner
+    from codemix.train import planner, tpu_compile
     config.parse(args.gin_file, args.gin_param, finalize=False)
     cfg = ModelConfig()
     it = _bindings("make_train_iterator")
@@ -77,9 +123,16 @@ def run(args) -> int:
     mesh_spec = {"data": 1, "fsdp": -1, "tensor": 1}
     mesh_spec.update({k: v for k, v in _bindings("make_mesh").items() if k in mesh_spec})
     kind = None
-    if args.accelerator:
-        devices = topology(args.accelerator).devices
-        kind = generation(args.accelerator)
+    tpu_slice = args.compile or (args.accelerator if args.compile == "" else None)
+    if args.compile and args.devices:
+        raise ValueError("--compile SLICE sets the device count; drop --devices.")
+    if args.compile and args.accelerator and args.compile != args.accelerator:
+        raise ValueError(f"--compile {args.compile} and --accelerator {args.accelerator} name two "
+                         f"slices; name one.")
+    accelerator = args.accelerator or args.compile or None
+    if accelerator:
+        chip, devices = tpu_compile.parse_slice(accelerator)
+        kind = chip.generation
     elif args.devices:
         devices = args.devices
     else:
@@ -90,7 +143,7 @@ def run(args) -> int:
     peak = args.peak_flops or tr.get("peak_flops") or PEAK.get(kind)
     hbm = args.hbm_gib or HBM_GIB.get(kind)
     mesh = planner.mesh_shape(num_devices=devices, **mesh_spec)
-    backend = args.backend or ("tpu" if args.accelerator else "gpu" if args.gpu else _local_backend())
+    backend = args.backend or ("tpu" if accelerator else "gpu" if args.gpu else _local_backend())
 
     def make_plan(backend):
         return planner.plan(
@@ -108,7 +161,12 @@ def run(args) -> int:
 
     p = make_plan(backend)
     out = p.to_dict()
-    if args.compile:
+    if tpu_slice:
+        c = tpu_compile.compile_step(cfg, p.global_batch, p.seq_len, mesh_spec, tpu_slice,
+                                     int(tr.get("grad_accum_steps", 1)), probes=not args.no_probes)
+        tpu_plan = p if backend == "tpu" else make_plan("tpu")
+        out["tpu_compiled"] = {**c.to_dict(), "planner": tpu_plan.to_dict()}
+    elif args.compile is not None:
         out["compiled"] = planner.compiled_memory(
             cfg, p.global_batch, p.seq_len, {**mesh_spec, "num_devices": devices},
             int(tr.get("grad_accum_steps", 1)))
@@ -148,7 +206,9 @@ def run(args) -> int:
                      f"in all, at MFU {p.mfu:g} of {peak:.3g} FLOP/s per device")
     else:
         lines.append("time         pass --accelerator, --gpu or --peak_flops for wall time")
-    if args.compile:
+    if tpu_slice:
+        lines += _compiled_lines(out["tpu_compiled"], hbm)
+    elif args.compile is not None:
         c = out["compiled"]
         lp = c["planner"]
         lines.append(f"compiled     on {c['platform']}: arguments {_fmt_bytes(c['argument_bytes'])}, "

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from codemix.model.config import ModelConfig
+from codemix.model import layer_stack
+from codemix.model.config import REMAT_NAMES, ModelConfig
 from codemix.model.layers import Block, Norm
 from codemix.pytree import nest, path_str
 
@@ -38,6 +39,7 @@ _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_saveable,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    **{name: jax.checkpoint_policies.save_only_these_names(*saved) for name, saved in REMAT_NAMES.items()},
 }
 
 
@@ -56,7 +58,16 @@ class Decoder(nnx.Module):
             ),
             axes=("vocab", "embed"),
         )
-        self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+        if cfg.scan_layers:
+            # One Block whose every parameter has a leading layer axis (layer_stack.STACKED).
+            @nnx.split_rngs(splits=cfg.num_layers)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def stacked(r):
+                return Block(cfg, r)
+
+            self.blocks = stacked(rngs)
+        else:
+            self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
         self.final_norm = Norm(cfg)
         if not cfg.tie_embeddings:
             self.lm_head = nnx.Param(
@@ -88,20 +99,49 @@ class Decoder(nnx.Module):
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
         x = constrain(x, RESIDUAL_AXES)
-        run = _run_block
-        if cfg.remat != "none" and caches is None:
-            run = nnx.remat(_run_block, policy=_REMAT[cfg.remat])
-        new_caches = [] if caches is not None else None
-        for i, block in enumerate(self.layers):
-            cache = None if caches is None else caches[i]
-            x, new_cache = run(block, x, segment_ids, positions, cache, branch_ids)
-            x = constrain(x, RESIDUAL_AXES)
-            if caches is not None:
-                new_caches.append(new_cache)
+        if cfg.scan_layers and caches is None:
+            x = self._scan_blocks(x, segment_ids, positions, branch_ids, constrain)
+            new_caches = None
+        else:
+            run = _run_block
+            if cfg.remat != "none" and caches is None:
+                run = nnx.remat(_run_block, policy=_REMAT[cfg.remat])
+            new_caches = [] if caches is not None else None
+            for i, block in enumerate(self._blocks()):
+                cache = None if caches is None else caches[i]
+                x, new_cache = run(block, x, segment_ids, positions, cache, branch_ids)
+                x = constrain(x, RESIDUAL_AXES)
+                if caches is not None:
+                    new_caches.append(new_cache)
         x = self.final_norm(x)
         if output == "hidden":
             return x, new_caches
         return self.project(x, constrain), new_caches
+
+    def _blocks(self):
+        """The blocks one by one (a scanned model's are sliced out of the stack:
+        the KV-cache decode path runs them in a Python loop)."""
+        if not self.cfg.scan_layers:
+            return list(self.layers)
+        graphdef, state = nnx.split(self.blocks)
+        return [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state))
+                for i in range(self.cfg.num_layers)]
+
+    def _scan_blocks(self, x, segment_ids, positions, branch_ids, constrain):
+        """All blocks as one `jax.lax.scan` over the stacked parameters, the
+        remat policy applied to the scanned body (one block), as MaxText's
+        scan_layers does."""
+        graphdef, state = nnx.split(self.blocks)
+
+        def layer(h, layer_state):
+            block = nnx.merge(graphdef, layer_state)
+            out, _ = block(h, segment_ids, positions, None, branch_ids)
+            return constrain(out, RESIDUAL_AXES)
+
+        if self.cfg.remat != "none":
+            layer = jax.checkpoint(layer, policy=_REMAT[self.cfg.remat], prevent_cse=False)
+        x, _ = jax.lax.scan(lambda h, st: (layer(h, st), None), x, state)
+        return x
 
     def project(self, x, constrain: Constrain | None = None):
         """Final-normed hidden states [..., d_model] -> float32 logits [..., vocab]."""
@@ -138,6 +178,8 @@ def _axes_of(state) -> dict:
         axes = var.get_metadata().get("axes")
         if axes is None:
             raise ValueError(f"parameter {path_str(path)} has no logical axes")
+        if path[0] == layer_stack.STACKED:
+            axes = (None,) + tuple(axes)  # the layer axis of stacked blocks stays whole
         items.append((path, tuple(axes)))
     return nest(items)
 

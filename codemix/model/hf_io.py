@@ -32,6 +32,7 @@ import os
 import numpy as np
 
 from codemix.errors import CheckpointFormatError
+from codemix.model import layer_stack
 from codemix.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def check_representable(cfg: ModelConfig) -> None:
 
 
 def hf_to_codemix(cfg: ModelConfig, tensors: dict[str, np.ndarray], source: str = "checkpoint") -> dict:
-    """codemix params (numpy float32, layer keys are ints) from HF-layout tensors."""
+    """codemix params (numpy float32, layer keys are ints) from HF-layout tensors,
+    stacked when `cfg.scan_layers` (layer_stack.py)."""
     shapes = expected_shapes(cfg)
     for name, shape in shapes.items():
         if name not in tensors:
@@ -140,7 +142,7 @@ def hf_to_codemix(cfg: ModelConfig, tensors: dict[str, np.ndarray], source: str 
                 "down": np.ascontiguousarray(t["mlp/down"].T),
             },
         }
-    return params
+    return layer_stack.to_layout(params, cfg.scan_layers)
 
 
 def codemix_to_hf(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
@@ -151,6 +153,7 @@ def codemix_to_hf(cfg: ModelConfig, params: dict) -> dict[str, np.ndarray]:
     def a(x):
         return np.asarray(x, dtype=np.float32)
 
+    params = layer_stack.unstack(params)  # per-layer, whichever layout the model runs
     out = {"model.embed_tokens.weight": a(params["embed"]), "model.norm.weight": a(params["final_norm"]["scale"])}
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = np.ascontiguousarray(a(params["lm_head"]).T)

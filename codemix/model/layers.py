@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from codemix.model.config import ModelConfig
 
@@ -109,7 +110,7 @@ def _attend_one(q, k, v, mask):
     transpose the whole cache into batch-major order every layer and step,
     which made cached decoding on CPU about 2.5x slower.
     """
-    b, lq, n, h = q.shape
+    b, _, n, h = q.shape
     kv = k.shape[2]
     g = n // kv
     qg = q.reshape(b, 1, kv, g, h).astype(jnp.float32)
@@ -184,9 +185,10 @@ class Attention(nnx.Module):
         cfg = self.cfg
         dt = cfg.compute_dtype
         n, kvh, h = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        q = _dense(x, self.q[...].astype(dt), (n, h))
-        k = _dense(x, self.k[...].astype(dt), (kvh, h))
-        v = _dense(x, self.v[...].astype(dt), (kvh, h))
+        # Named for the save_* remat policies (config.REMAT_NAMES).
+        q = checkpoint_name(_dense(x, self.q[...].astype(dt), (n, h)), "query_proj")
+        k = checkpoint_name(_dense(x, self.k[...].astype(dt), (kvh, h)), "key_proj")
+        v = checkpoint_name(_dense(x, self.v[...].astype(dt), (kvh, h)), "value_proj")
         q = rope(q, positions, cfg.rope_theta)
         k = rope(k, positions, cfg.rope_theta)
         if cache is None:
@@ -209,7 +211,8 @@ class Attention(nnx.Module):
             mask = attention_mask(segment_ids, k_seg, q_slots, k_slots)[:, 0]
             attend = _attend_one if length == 1 else _attend
             out = attend(q, k_all.astype(dt), v_all.astype(dt), mask)
-        y = _dense(out.astype(dt), self.o[...].astype(dt), (cfg.d_model,))
+        out = checkpoint_name(out.astype(dt), "attention_out")
+        y = checkpoint_name(_dense(out, self.o[...].astype(dt), (cfg.d_model,)), "out_proj")
         return y, new_cache
 
 
@@ -234,7 +237,7 @@ class MLP(nnx.Module):
             h = jax.nn.silu(x @ self.gate[...].astype(dt)) * h
         else:
             h = jax.nn.gelu(h)
-        return (h @ self.down[...].astype(dt)).reshape(shape)
+        return checkpoint_name(h @ self.down[...].astype(dt), "mlp_out").reshape(shape)
 
 
 class Block(nnx.Module):

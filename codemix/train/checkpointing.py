@@ -36,6 +36,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from codemix import pytree
+from codemix.model import layer_stack
 from codemix.train import guards
 from codemix.train.checkpoint_integrity import (  # also the names tests and callers use from here
     ITEMS,
@@ -330,6 +331,19 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
         handler.close()
     tree_meta = getattr(meta, "item_metadata", meta)
     theirs = _flat_shapes(tree_meta.tree if hasattr(tree_meta, "tree") else tree_meta)
+    # A checkpoint of the other layer layout (scanned vs unrolled) is restored in
+    # its own layout and converted (codemix/model/layer_stack.py).
+    stacked = layer_stack.is_stacked(abstract_params)
+    saved_stacked = any(name.startswith(layer_stack.STACKED + "/") for name in theirs)
+    depth = None
+    if stacked != saved_stacked:
+        depth = (jax.tree.leaves(abstract_params[layer_stack.STACKED])[0].shape[0] if stacked
+                 else len(abstract_params[layer_stack.PER_LAYER]))
+        target_sh = shardings
+        abstract_params = layer_stack.to_layout(abstract_params, saved_stacked)
+        shardings = layer_stack.to_layout(shardings, saved_stacked, depth)
+        log.info("init checkpoint %s has %s layers; converting to this model's %s layers", params_dir,
+                 "scanned" if saved_stacked else "unrolled", "scanned" if stacked else "unrolled")
     ours = _flat_shapes(abstract_params)
     for name, shape in ours.items():
         if name not in theirs:
@@ -349,6 +363,8 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
             f"the model gin differs from the parent run's."
         )
     params = checkpointer.restore(params_dir, _abstract(abstract_params, shardings))
+    if depth is not None:
+        params = jax.device_put(layer_stack.to_layout(params, stacked, depth), target_sh)
     step_dir = params_dir.parent
     src_step = int(step_dir.name) if step_dir.name.isdigit() else -1
     return params, src_step

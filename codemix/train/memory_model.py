@@ -146,7 +146,7 @@ def param_bytes_per_device(cfg: ModelConfig, mesh: dict, blocks_only: bool = Fal
     local = total = 0
     ax_leaves = jax.tree.leaves(axes, is_leaf=lambda t: isinstance(t, tuple))
     for ax, (path, x) in zip(ax_leaves, jax.tree_util.tree_leaves_with_path(shapes)):
-        if blocks_only and "layers" not in path_names(path):
+        if blocks_only and not {"layers", "blocks"} & set(path_names(path)):
             continue
         nbytes = int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
         total += nbytes
@@ -179,9 +179,12 @@ class Buffer:
     saved_by: tuple[str, ...] = ("none",)
 
 
-_ALL = ("none", "dots", "dots_no_batch", "full")
-_DOTS = ("none", "dots", "dots_no_batch")
+_NAMED = ("save_qkv", "save_qkv_attn", "save_out_proj")  # config.REMAT_NAMES
+_ALL = ("none", "dots", "dots_no_batch", "full") + _NAMED
+_DOTS = ("none", "dots", "dots_no_batch") + _NAMED
 _BATCHED_DOTS = ("none", "dots")
+_ATTN_OUT = ("none", "dots", "save_qkv_attn", "save_out_proj")
+_OUT_PROJ = ("none", "dots", "dots_no_batch", "save_out_proj")
 
 
 def block_buffers(cfg: ModelConfig, rows: float, seq_len: int, mesh: dict, backend: str) -> list[Buffer]:
@@ -226,9 +229,9 @@ def block_buffers(cfg: ModelConfig, rows: float, seq_len: int, mesh: dict, backe
         Buffer("scores", scores, 4, _BATCHED_DOTS),
         Buffer("softmax", scores, 4),
         Buffer("probs", scores, act),
-        Buffer("attention_out", n * h, act, _BATCHED_DOTS),
-        Buffer("projections_out", 2 * d, act, _DOTS),  # attention output and MLP down
+        Buffer("attention_out", n * h, act, _ATTN_OUT),
+        Buffer("projections_out", 2 * d, act, _OUT_PROJ),  # attention output and MLP down
         Buffer("residual", d, act),
-        Buffer("mlp_in", (2 if swiglu else 1) * f, act, _DOTS),
+        Buffer("mlp_in", (2 if swiglu else 1) * f, act, ("none", "dots", "dots_no_batch")),
         Buffer("mlp_act", (2 if swiglu else 1) * f, act),
     ]

@@ -99,7 +99,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out.update(argument_bytes=self.argument_bytes, backward_bytes=self.backward_bytes,
+        out.update(argument_bytes=self.argument_bytes, state_bytes=self.state_bytes,
+                   backward_bytes=self.backward_bytes,
                    update_bytes=self.update_bytes, temp_bytes=self.temp_bytes,
                    peak_bytes=self.peak_bytes)
         return out
