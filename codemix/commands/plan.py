@@ -104,9 +104,11 @@ def _compiled_lines(c: dict, hbm_gib: float | None) -> list[str]:
         (f"  FLOPs        {c['flops']:.3e} per chip per step from the compiler ({c['flops_source']}"
          + (f", {c['probe_s']:.1f} s" if c["probe_s"] else "") + f"); the model's formula: "
          f"{c['model_flops']:.3e} (ratio {c['flops'] / c['model_flops']:.2f})"),
-        (f"  roofline     ESTIMATE: {_fmt_time(c['roofline_step_s'])} per step, MFU <= "
+        ("  roofline     none: the FLOPs count each loop body once (drop --no_probes)"
+         if c["roofline_step_s"] is None else
+         f"  roofline     ESTIMATE: {_fmt_time(c['roofline_step_s'])} per step, MFU <= "
          f"{c['roofline_mfu']:.2f} (max of {c['flops']:.2e} FLOPs / {c['peak_flops']:.3g} FLOP/s and "
-         f"{c['bytes_accessed']:.2e} bytes / {c['hbm_bandwidth'] / 1e9:.0f} GB/s; no collectives)"),
+         f"{c['bytes_accessed']:.2e} bytes / {c['hbm_bandwidth'] / 1e9:.0f} GB/s; no collectives)")
     ]
     return lines
 

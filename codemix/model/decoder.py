@@ -43,10 +43,6 @@ _REMAT = {
 }
 
 
-def _run_block(block, x, segment_ids, positions, cache, branch_ids):
-    return block(x, segment_ids, positions, cache, branch_ids)
-
-
 class Decoder(nnx.Module):
     """Token embedding, `num_layers` blocks, final norm, output projection."""
 
@@ -89,7 +85,8 @@ class Decoder(nnx.Module):
         with output="hidden", the final-normed hidden states [batch, length,
         d_model] instead of logits (project them with `project`).
         `constrain`: the activation-sharding function (see RESIDUAL_AXES);
-        None leaves activations unconstrained.
+        None leaves activations unconstrained. A `constrain` with `.mesh` and
+        `.spec(logical_axes, shape)` also lets splash attention run per shard.
         """
         cfg = self.cfg
         constrain = constrain or _unconstrained
@@ -103,9 +100,11 @@ class Decoder(nnx.Module):
             x = self._scan_blocks(x, segment_ids, positions, branch_ids, constrain)
             new_caches = None
         else:
-            run = _run_block
+            def run(block, x, segment_ids, positions, cache, branch_ids):
+                return block(x, segment_ids, positions, cache, branch_ids, constrain)
+
             if cfg.remat != "none" and caches is None:
-                run = nnx.remat(_run_block, policy=_REMAT[cfg.remat])
+                run = nnx.remat(run, policy=_REMAT[cfg.remat])
             new_caches = [] if caches is not None else None
             for i, block in enumerate(self._blocks()):
                 cache = None if caches is None else caches[i]
@@ -135,7 +134,7 @@ class Decoder(nnx.Module):
 
         def layer(h, layer_state):
             block = nnx.merge(graphdef, layer_state)
-            out, _ = block(h, segment_ids, positions, None, branch_ids)
+            out, _ = block(h, segment_ids, positions, None, branch_ids, constrain)
             return constrain(out, RESIDUAL_AXES)
 
         if self.cfg.remat != "none":

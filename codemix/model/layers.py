@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
+from codemix.model import splash
 from codemix.model.config import ModelConfig
 
 
@@ -173,14 +174,15 @@ class Attention(nnx.Module):
         out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
         self.o = _param(rngs, (n, h, d), ("heads", "kv", "embed"), cfg, std=out_std)
 
-    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None):
+    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None, constrain=None):
         """Returns (output, new_cache). `cache` is None for training.
 
         A cache is a dict with "k", "v" ([batch, max_len, kv_heads, head_dim]),
         "segment_ids" ([batch, max_len]) and "index" (scalar int32: the slot the
         first token of `x` goes to). Decoding with it gives the same result as
         running the whole row at once. `branch_ids` (no cache): see
-        `attention_mask`.
+        `attention_mask`. Without a cache, `cfg.attention` picks the kernel
+        (splash.choose); `constrain` (decoder.Constrain) gives splash its mesh.
         """
         cfg = self.cfg
         dt = cfg.compute_dtype
@@ -192,7 +194,11 @@ class Attention(nnx.Module):
         q = rope(q, positions, cfg.rope_theta)
         k = rope(k, positions, cfg.rope_theta)
         if cache is None:
-            out = block_causal_attention(q, k, v, segment_ids, cfg.attention_block, branch_ids)
+            kind = splash.choose(cfg.attention, splash.platform_of(constrain), branch_ids is not None)
+            if kind == "splash":
+                out = splash.splash_attention(q, k, v, segment_ids, constrain)
+            else:
+                out = block_causal_attention(q, k, v, segment_ids, cfg.attention_block, branch_ids)
             new_cache = None
         else:
             if branch_ids is not None:
@@ -251,9 +257,9 @@ class Block(nnx.Module):
             self.mlp_norm = Norm(cfg)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None):
+    def __call__(self, x, segment_ids, positions, cache=None, branch_ids=None, constrain=None):
         h = self.attn_norm(x)
-        attn_out, new_cache = self.attn(h, segment_ids, positions, cache, branch_ids)
+        attn_out, new_cache = self.attn(h, segment_ids, positions, cache, branch_ids, constrain)
         if self.parallel:
             return x + attn_out + self.mlp(h), new_cache
         x = x + attn_out

@@ -69,6 +69,21 @@ def _constrain(mesh, x, logical_axes):
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
+class MeshConstrain:
+    """The decoder's `constrain` on a mesh: shards activations by logical axes,
+    and gives kernels that run under shard_map (splash attention) the mesh and
+    the specs of the same table."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+
+    def __call__(self, x, logical_axes):
+        return _constrain(self.mesh, x, logical_axes)
+
+    def spec(self, logical_axes, shape):
+        return logical_to_spec(logical_axes, shape, self.mesh)
+
+
 def make_train_step(
     cfg: ModelConfig,
     optimizer: optax.GradientTransformation,
@@ -83,7 +98,7 @@ def make_train_step(
     `schedule.params()`, a Schedule's), the optimizer's and the logged learning
     rate read the schedule's numbers from them (jit it with
     `jit_train_step(..., schedule_params=True)`); without, they are constants."""
-    constrain = None if batch_sharding is None else functools.partial(_constrain, batch_sharding.mesh)
+    constrain = None if batch_sharding is None else MeshConstrain(batch_sharding.mesh)
     grad_fn = jax.value_and_grad(functools.partial(_sums, cfg, constrain=constrain), has_aux=True)
 
     def microbatches(batch):

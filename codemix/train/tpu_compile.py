@@ -159,12 +159,16 @@ class CompiledStep:
         return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
 
     @property
-    def roofline_step_s(self) -> float:
+    def roofline_step_s(self) -> float | None:
+        """None when the FLOPs count loop bodies once (no probes): no estimate then."""
+        if self.flops_source == "loop bodies counted once":
+            return None
         return max(self.flops / self.peak_flops, self.bytes_accessed / self.hbm_bandwidth)
 
     @property
-    def roofline_mfu(self) -> float:
-        return self.model_flops / (self.roofline_step_s * self.peak_flops)
+    def roofline_mfu(self) -> float | None:
+        step = self.roofline_step_s
+        return None if step is None else self.model_flops / (step * self.peak_flops)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
