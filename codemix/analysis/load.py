@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from codemix.analysis import run_files
+from codemix.analysis.run_files import FIXES, check_run_info, read_metrics, read_object
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +253,11 @@ def load_experiment(path: str | Path) -> ExperimentData:
         d = root / "runs" / name
         file_problems: list[str] = []
         lin = _lineage(d / "lineage.json", file_problems)
-        info = run_files.read_object(d / "run_info.json", file_problems)
-        info = run_files.check_run_info(d / "run_info.json", info, file_problems) if info is not None else {}
+        info = read_object(d / "run_info.json", file_problems)
+        info = check_run_info(d / "run_info.json", info, file_problems) if info is not None else {}
         gin_text = (d / "operative_config.gin").read_text() if (d / "operative_config.gin").exists() else ""
         b = parse_gin(gin_text)
-        metrics = run_files.read_metrics(d / "metrics.jsonl", file_problems, (lin or {}).get("final_step"))
+        metrics = read_metrics(d / "metrics.jsonl", file_problems, (lin or {}).get("final_step"))
         ev = _eval(d / "eval.json", file_problems)
         if lin:
             lineages[name] = lin
@@ -371,10 +371,10 @@ def _heldout_files(run_dir: Path, problems: list[str]) -> list[tuple[int, dict]]
             step = int(p.stem.split("_", 1)[1])
         except ValueError:
             continue
-        doc = run_files.read_object(p, problems)
+        doc = read_object(p, problems)
         if doc is not None and not isinstance(doc.get("families"), dict):
             problems.append(f"{p}: families is {json.dumps(doc.get('families'))[:40]}, not an object of "
-                            f"family results: ignored. {run_files.FIXES['heldout']}.")
+                            f"family results: ignored. {FIXES['heldout']}.")
             doc = None
         if doc is not None:
             out.append((step, doc))
@@ -383,21 +383,21 @@ def _heldout_files(run_dir: Path, problems: list[str]) -> list[tuple[int, dict]]
 
 def _lineage(path: Path, problems: list[str]) -> dict | None:
     """lineage.json, with a `variants` that is not a list of names dropped (and named)."""
-    lin = run_files.read_object(path, problems)
+    lin = read_object(path, problems)
     if lin is not None and "variants" in lin and not (
             isinstance(lin["variants"], list) and all(isinstance(v, str) for v in lin["variants"])):
         problems.append(f"{path}: variants is {json.dumps(lin['variants'])[:40]}, not a list of variant names: "
-                        f"the plan's are used. {run_files.FIXES['lineage.json']}.")
+                        f"the plan's are used. {FIXES['lineage.json']}.")
         lin = {k: v for k, v in lin.items() if k != "variants"}
     return lin
 
 
 def _eval(path: Path, problems: list[str]) -> dict | None:
     """eval.json, ignored (and named) when its records are not a list of objects."""
-    ev = run_files.read_object(path, problems)
+    ev = read_object(path, problems)
     records = (ev or {}).get("records", [])
     if ev is not None and not (isinstance(records, list) and all(isinstance(r, dict) for r in records)):
-        problems.append(f"{path}: records is not a list of result objects: ignored. {run_files.FIXES['eval.json']}.")
+        problems.append(f"{path}: records is not a list of result objects: ignored. {FIXES['eval.json']}.")
         return None
     return ev
 
