@@ -12,7 +12,13 @@ at once.
 
 Time. Steps run asynchronously: before a held-out evaluation or a checkpoint
 the loop waits for the queued steps, so that their time is charged to
-`train_steps` and not to the evaluation or the write (phases.py).
+`train_steps` and not to the evaluation or the write (phases.py). A metrics
+line's throughput (tokens_per_sec, step_time, mfu) counts train-step time
+only: the held-out evaluations and every compilation in its interval (the
+step's own on its first call, which the PhaseClock hears of through
+jax.monitoring) are taken out, so the first line is not slowed by compiling.
+
+Profiling. `profile_steps` traces the chosen steps on process 0 (profiling.py).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from jax.experimental import multihost_utils
 from codemix.train import checkpointing
 from codemix.train.metrics import MetricWriter
 from codemix.train.phases import PhaseClock
+from codemix.train.profiling import StepProfiler
 from codemix.train.record import StepMetrics
 from codemix.train.run_setup import RunSetup
 
@@ -93,9 +100,11 @@ def _evaluate_heldout(evaluator, params, step: int, workdir: str) -> dict:
 
 
 def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, checkpoint_every: int,
-             eval_every: int | None, hooks: Sequence[Callable], progress: bool | None) -> tuple[int, int]:
+             eval_every: int | None, hooks: Sequence[Callable], progress: bool | None,
+             profile_steps: Sequence[int] | None = None) -> tuple[int, int]:
     """Step from `s.start` to `s.train_steps`. Returns (last step, stop signal or 0).
     Checkpoints the last step (or the step a signal stopped at) and waits for it."""
+    profiler = StepProfiler(workdir, profile_steps)
     train_steps, iterator, state = s.train_steps, s.iterator, s.state
     batch_sh = s.layout.batch_shardings
     metrics = StepMetrics(iterator.source_names, s.meta, s.tokens_per_step, s.info.flops_per_token,
@@ -112,10 +121,13 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
     with clock.phase("data_setup"):  # the input pipeline's first batch fills its buffers
         local = next(iterator) if step < train_steps else None
     last_time, last_step, interval_eval = time.perf_counter(), step, 0.0
+    last_compile = clock.compile_seconds()
     with stop_on_signals(stop), clock.phase("train_steps"):
         while step < train_steps:
+            profiler.before(step)
             state, step_metrics = s.step_fn(state, global_batch(local, batch_sh))
             step += 1
+            profiler.after(step, state)
             metrics.add(step_metrics)
             for hook in hooks:
                 if step % getattr(hook, "every", 1) == 0:
@@ -123,15 +135,17 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
                         metrics.extra.update(hook(step, state, s.cfg, workdir) or {})
             if s.heldout is not None and (step == train_steps or (eval_every and step % eval_every == 0)):
                 jax.block_until_ready(state["params"])
-                t_eval = time.perf_counter()
+                t_eval, c_eval = time.perf_counter(), clock.compile_seconds()
                 with clock.phase("heldout_eval"):
                     metrics.extra.update(_evaluate_heldout(s.heldout, state["params"], step, workdir))
-                interval_eval += time.perf_counter() - t_eval
+                # its compilation is taken out below, with the interval's other compiles
+                interval_eval += (time.perf_counter() - t_eval) - (clock.compile_seconds() - c_eval)
             if step % log_every == 0 or step == train_steps:
-                now = time.perf_counter()
-                # Throughput counts train steps only, not the held-out evaluation.
-                line, got = metrics.record(step, step - last_step, now - last_time - interval_eval)
-                interval_eval = 0.0
+                now, compiled = time.perf_counter(), clock.compile_seconds()
+                # Throughput counts train steps only, not the held-out evaluation or compiling.
+                line, got = metrics.record(step, step - last_step,
+                                           now - last_time - interval_eval - (compiled - last_compile))
+                interval_eval, last_compile = 0.0, compiled
                 writer.write(line)
                 checkpointing.stop_if_non_finite(got, last_step + 1, s.ckpt)  # NonFiniteLoss, nothing saved
                 last_time, last_step = now, step
@@ -148,6 +162,7 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
                 if stopping or step == train_steps:
                     break
             local = next(iterator)
+    profiler.stop(state)  # the run ended inside the window
     with clock.phase("checkpoint_wait"):
         s.ckpt.close()
     writer.close()

@@ -104,6 +104,10 @@ class PhaseClock:
             self._charge()
             self._stack.pop()
 
+    def compile_seconds(self) -> float:
+        """Compilation seconds so far (the `compile` phase, moved-out compiles included)."""
+        return float(self.seconds.get("compile", 0.0))
+
     def wall(self) -> float:
         return time.perf_counter() - self.start
 

@@ -32,7 +32,7 @@ from codemix import config as cm_config
 from codemix.data.pipeline import make_train_iterator
 from codemix.errors import RunLocked
 from codemix.model.config import ModelConfig
-from codemix.train import compile_cache, partitioning, phases, run_config
+from codemix.train import compile_cache, partitioning, phases, profiling, run_config
 from codemix.train import workdir as workdirs
 from codemix.train.budget import steps_for  # noqa: F401  (the one definition; runner uses it too)
 from codemix.train.loop import run_loop
@@ -69,6 +69,7 @@ def train(
     hooks: Sequence[Callable] = (),
     eval_every: int | None = None,
     heldout: bool = True,
+    profile_steps: tuple[int, int] | None = None,
     make_mesh: Callable = partitioning.make_mesh,
     make_iterator: Callable = make_train_iterator,
     make_schedule: Callable = _make_schedule,
@@ -113,6 +114,12 @@ def train(
         held-out set (codemix/data/heldout.py, sized by HeldOutOptions)
         every `eval_every` steps and at the end of the run, whatever the
         run's mixture; per-document values go to heldout/step_<N>.json.
+      profile_steps: (start, count): process 0 writes a jax.profiler trace of
+        train steps start+1 .. start+count to
+        <workdir>/plugins/profile/<timestamp>/ (TensorBoard's profile plugin
+        reads it; codemix/train/profiling.py). Default None: no trace, since
+        a trace costs host memory and time. Use start >= 1 to leave the first
+        step's compilation out.
       make_mesh: () -> Mesh (gin: @make_mesh).
       make_iterator: () -> the training BatchIterator (gin: @make_train_iterator).
       make_schedule: (total_steps=...) -> LR schedule (gin: @make_schedule).
@@ -135,6 +142,7 @@ def train(
     logging.getLogger("absl").addFilter(quiet)  # Orbax's writer thread logs through absl
     try:
         with clock.phase("startup"):
+            profiling.check_profile_steps(profile_steps)  # a bad value fails before anything is written
             identity = run_config.identity(args)
             workdirs.ensure_directory(workdir)
             lock = _lock(workdir)
@@ -143,7 +151,8 @@ def train(
         s = set_up(workdir, args, clock)
         started = True
         step, signum = run_loop(s, workdir, clock, log_every=log_every, checkpoint_every=checkpoint_every,
-                                eval_every=eval_every, hooks=hooks, progress=progress)
+                                eval_every=eval_every, hooks=hooks, progress=progress,
+                                profile_steps=profile_steps)
         snap = phases.record(workdir, clock)
     except Exception as e:
         if workdirs.is_disk_full(e):
