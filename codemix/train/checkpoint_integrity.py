@@ -6,27 +6,31 @@ manifest `checksums.json` beside them (size and SHA-256 of every file).
 
 Integrity. Orbax writes asynchronously and commits a step by renaming its
 temporary folder, so the files are only final once that write has finished.
-The manifest is therefore written when the next save, `wait()` or `close()`
-waits on the write: it hashes the files as they are on disk (one read of the
-checkpoint, from the page cache on local disks, at 0.3-2 GB/s of SHA-256 on
-one core depending on the CPU; 10-60 ms for the 24 files of a test model on a
-busy 2-core machine, seconds per GB for large models, paid once per save on
-the training thread, and once more per restore). Hashing the files rather than
-the arrays in memory also covers the data iterator and meta, needs no
+Process 0 hashes them in a background thread once the commit is done
+(checkpointing.Checkpointer): one read of the checkpoint, from the page cache
+on local disks, at 0.3-2 GB/s of SHA-256 on one core depending on the CPU,
+off the training thread, which only waits for it when the run closes its
+checkpointer (the loop's final `checkpoint_wait`). Hashing the files rather
+than the arrays in memory also covers the data iterator and meta, needs no
 gathering across hosts, and lets a restore name the exact bad file.
 Restore first compares every file against the manifest (size, then hash);
-a missing, truncated or altered file, an unreadable meta JSON, a failed
-Orbax read or non-finite parameters mark the checkpoint corrupt: it is
-reported by name, moved to `<workdir>/checkpoints_corrupt/`, and the next
-older one is tried, with the number of steps that will be redone logged.
-A checkpoint without a manifest (killed between commit and hashing, or
-written by an older codemix) is restored unverified, with a warning.
+with several processes, process 0 alone does (`verify_shared`) and
+broadcasts its verdict, so the checkpoint is read for checking once, not
+once per process. A missing, truncated or altered file, an unreadable meta
+JSON, a failed Orbax read or non-finite parameters mark the checkpoint
+corrupt: it is reported by name, moved to `<workdir>/checkpoints_corrupt/`,
+and the next older one is tried, with the number of steps that will be
+redone logged. A checkpoint without a manifest (killed between commit and
+hashing, or written by an older codemix) is restored unverified, with a warning.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 
+import jax
+import numpy as np
 from etils import epath
 
 from codemix.errors import CorruptCheckpoint
@@ -35,6 +39,16 @@ ITEMS = ("params", "opt_state", "data", "meta")
 
 MANIFEST = "checksums.json"
 _CHUNK = 1 << 22
+_MESSAGE_BYTES = 4096  # of a corrupt verdict's message, when process 0 broadcasts it
+
+_hashed = {"bytes": 0, "files": 0}  # by this process since it started (benchmarks read it)
+_hashed_lock = threading.Lock()
+
+
+def hashed() -> dict:
+    """{"bytes", "files"} this process has hashed so far, saves and restores together."""
+    with _hashed_lock:
+        return dict(_hashed)
 
 
 def _item_files(step_dir: epath.Path) -> list[epath.Path]:
@@ -49,9 +63,14 @@ def _item_files(step_dir: epath.Path) -> list[epath.Path]:
 
 def _sha256(path: epath.Path) -> str:
     h = hashlib.sha256()
+    size = 0
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+            size += len(chunk)
+    with _hashed_lock:
+        _hashed["bytes"] += size
+        _hashed["files"] += 1
     return h.hexdigest()
 
 
@@ -93,6 +112,37 @@ def verify_checkpoint(step_dir: epath.Path, only: str | None = None) -> bool:
         if _sha256(f) != want["sha256"]:
             raise CorruptCheckpoint(f"{f}: content differs from what was written (SHA-256 mismatch); {fix}.")
     return True
+
+
+def verify_shared(step_dir: epath.Path, only: str | None = None) -> bool:
+    """`verify_checkpoint`, run by process 0 only; every process returns its
+    result or raises its CorruptCheckpoint (the same message). Call it on every
+    process at the same point. Process 0 must be able to read every file (the
+    shared storage a multi-host checkpoint is written to anyway)."""
+    if jax.process_count() == 1:
+        return verify_checkpoint(step_dir, only)
+    from jax.experimental import multihost_utils
+
+    verdict, message, error = 0, b"", None
+    if jax.process_index() == 0:
+        try:
+            verdict = 1 if verify_checkpoint(step_dir, only) else 0
+        except CorruptCheckpoint as e:
+            verdict, message = 2, str(e).encode()[:_MESSAGE_BYTES]
+        except Exception as e:  # noqa: BLE001  (re-raised below, after the others have heard of it)
+            verdict, message, error = 3, f"{type(e).__name__}: {e}".encode()[:_MESSAGE_BYTES], e
+    packed = np.zeros(2 + _MESSAGE_BYTES, np.int32)
+    packed[0], packed[1] = verdict, len(message)
+    packed[2:2 + len(message)] = np.frombuffer(message, np.uint8)
+    packed = np.asarray(multihost_utils.broadcast_one_to_all(packed))
+    verdict, text = int(packed[0]), bytes(packed[2:2 + int(packed[1])].astype(np.uint8)).decode(errors="replace")
+    if error is not None:
+        raise error
+    if verdict == 3:
+        raise RuntimeError(f"process 0 could not check {step_dir} against its {MANIFEST}: {text}")
+    if verdict == 2:
+        raise CorruptCheckpoint(text)
+    return verdict == 1
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:

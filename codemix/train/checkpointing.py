@@ -12,21 +12,29 @@ only `params/` (weights only; stages use it). Resuming the same run restores
 everything (`Checkpointer.restore_latest`).
 
 Integrity (checkpoint_integrity.py): every finished step gets a manifest of
-its files' sizes and SHA-256; restore checks it first, and a corrupt newest
-checkpoint is moved to `<workdir>/checkpoints_corrupt/` and the next older
-one is tried, with the number of steps that will be redone logged.
+its files' sizes and SHA-256, computed by process 0 in a background thread
+once Orbax has committed the step, so a save blocks the training thread only
+for Orbax's own part (waiting for the previous write, the device-to-host
+copy); `close()` waits for the last hashes. Restore checks the manifest
+first (process 0 reads, every process gets the verdict), and a corrupt
+newest checkpoint is moved to `<workdir>/checkpoints_corrupt/` and the next
+older one is tried, with the number of steps that will be redone logged.
 
-Retention (`keep`) is done here, not by Orbax, after hashing: the newest
-`keep` steps are kept, and so is the newest verified one even when newer,
-not yet verified steps exist. `Checkpointer.save` refuses to write a
-non-finite state (see guards.py).
+Retention (`keep`) is done here, not by Orbax: the newest `keep` steps are
+kept, and so is the newest verified one even when newer, not yet verified
+steps exist, and so is every step still being hashed. With several
+processes, process 0 (which hashes) broadcasts what it protects, so that
+every process deletes the same steps (Orbax's delete is collective).
+`Checkpointer.save` refuses to write a non-finite state (see guards.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -43,7 +51,8 @@ from codemix.train.checkpoint_integrity import (  # also the names tests and cal
     MANIFEST,
     CorruptCheckpoint,
     first_line,
-    verify_checkpoint,
+    verify_checkpoint,  # noqa: F401  (tests check manifests through this module)
+    verify_shared,
     write_manifest,
 )
 from codemix.train.guards import NonFiniteLoss, stop_if_non_finite  # noqa: F401  (the trainer's entry points)
@@ -115,8 +124,11 @@ class Checkpointer:
         self.keep = keep if keep and keep > 0 else None
         self.async_save = async_save
         self.manager = self._new_manager()
-        self._pending: list[int] = []  # saved, manifest not yet written
+        self._pending: dict[int, Future | None] = {}  # saved, manifest not yet written (process 0: its hash job)
         self._verified = {s for s in self.manager.all_steps() if (self._step_dir(s) / MANIFEST).exists()}
+        self._lock = threading.Lock()  # _verified, as the hashing thread adds to it
+        self._hasher = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="codemix-checksum")
+                        if jax.process_index() == 0 else None)
         self._closed = False
 
     def _new_manager(self) -> ocp.CheckpointManager:
@@ -143,7 +155,11 @@ class Checkpointer:
                 f"(train.log_every=1 finds the exact step). No checkpoint was written; the last one, "
                 f"step {good}, is kept. Lower the learning rate (or check the data) and rerun.",
             )
-        self._finish_pending()
+        # Orbax's save waits for the previous write anyway; waiting first lets
+        # retention run on committed steps. The previous step's hash is not waited for.
+        self.manager.wait_until_finished()
+        self._collect()
+        self._prune()
         args = ocp.args.Composite(
             params=ocp.args.StandardSave(state["params"]),
             opt_state=ocp.args.StandardSave(state["opt_state"]),
@@ -153,34 +169,60 @@ class Checkpointer:
         saved = self.manager.save(step, args=args, force=force)
         if saved:
             log.info("checkpoint: saving step %d to %s", step, self.directory)
-            self._pending.append(step)
+            self._pending[step] = self._hasher.submit(self._checksum, step) if self._hasher else None
             if not self.async_save:
                 self._finish_pending()
         return saved
 
-    def _finish_pending(self) -> None:
-        """Wait for in-flight writes, checksum them, then apply retention."""
-        self.manager.wait_until_finished()
-        if not self._pending:
+    def _checksum(self, step: int) -> None:
+        """Process 0's hashing thread: wait for the step's commit, then hash it.
+        A failure leaves the step without a manifest (restored unverified)."""
+        try:
+            self.manager.wait_until_finished()  # joins Orbax's finalize thread; no collective
+            start = time.perf_counter()
+            manifest = write_manifest(self._step_dir(step))
+        except Exception as e:  # noqa: BLE001  (the run goes on; the step stays unverified)
+            log.error("checkpoint: step %d could not be checksummed (%s); it stays unverified.",
+                      step, first_line(e))
             return
-        for step in self._pending:
-            if jax.process_index() == 0:
-                start = time.perf_counter()
-                manifest = write_manifest(self._step_dir(step))
-                log.info("checkpoint: step %d checksummed (%d files, %.2fs)", step,
-                             len(manifest["files"]), time.perf_counter() - start)
+        with self._lock:
             self._verified.add(step)
-        self._pending = []
+        log.info("checkpoint: step %d checksummed (%d files, %.2fs, in the background)", step,
+                 len(manifest["files"]), time.perf_counter() - start)
+
+    def _collect(self) -> None:
+        """Forget the hash jobs that are done (without waiting for the others)."""
+        for step, job in list(self._pending.items()):
+            if job is None or job.done():
+                del self._pending[step]
+
+    def _finish_pending(self) -> None:
+        """Wait for in-flight writes and their checksums, then apply retention."""
+        self.manager.wait_until_finished()
+        for job in self._pending.values():
+            if job is not None:
+                job.result()
+        if jax.process_index() != 0:  # process 0 hashed them (its broadcast in _prune says which)
+            self._verified.update(self._pending)
+        self._pending = {}
         self._prune()
+
+    def _protected(self, steps: list[int]) -> set[int]:
+        """The newest verified step and the steps still being hashed, as process 0 sees them."""
+        with self._lock:
+            verified = [s for s in steps if s in self._verified]
+        hashing = [s for s, job in self._pending.items() if job is not None and not job.done()]
+        newest, oldest_hashing = (verified[-1] if verified else -1), (min(hashing) if hashing else -1)
+        if jax.process_count() > 1:
+            got = multihost_utils.broadcast_one_to_all(np.array([newest, oldest_hashing], np.int64))
+            newest, oldest_hashing = (int(v) for v in np.asarray(got))
+        return {s for s in steps if s == newest or (oldest_hashing >= 0 and s >= oldest_hashing)}
 
     def _prune(self) -> None:
         if self.keep is None:
             return
         steps = sorted(self.manager.all_steps())
-        keep = set(steps[-self.keep:])
-        verified = [s for s in steps if s in self._verified]
-        if verified:
-            keep.add(verified[-1])
+        keep = set(steps[-self.keep:]) | self._protected(steps)
         for step in steps:
             if step not in keep:
                 self.manager.delete(step)
@@ -190,7 +232,7 @@ class Checkpointer:
         after checking its files against the manifest. CorruptCheckpoint if
         they differ or can't be read."""
         step_dir = self._step_dir(step)
-        verified = verify_checkpoint(step_dir)
+        verified = verify_shared(step_dir)
         if not verified:
             log.warning("checkpoint %s has no %s (written before checksums, or the job stopped "
                             "before hashing it); restoring it unverified.", step_dir, MANIFEST)
@@ -274,7 +316,8 @@ class Checkpointer:
             multihost_utils.sync_global_devices("codemix_checkpoint_set_aside")
         self.manager.close()
         self.manager = self._new_manager()
-        self._verified -= set(steps)
+        with self._lock:
+            self._verified -= set(steps)
 
     def wait(self):
         self._finish_pending()
@@ -282,9 +325,13 @@ class Checkpointer:
     def close(self):
         if self._closed:
             return
-        self._finish_pending()
-        self.manager.close()
-        self._closed = True
+        try:
+            self._finish_pending()
+        finally:
+            if self._hasher is not None:
+                self._hasher.shutdown(wait=True)
+            self.manager.close()
+            self._closed = True
 
 
 def resolve_params_dir(path: str, step: int | None = None) -> epath.Path:
@@ -319,7 +366,7 @@ def load_params(path: str, abstract_params: dict, shardings: dict, step: int | N
     parameter's presence and shape first and names the first mismatch."""
     params_dir = resolve_params_dir(path, step)
     if params_dir.name == "params":
-        verify_checkpoint(params_dir.parent, only="params")
+        verify_shared(params_dir.parent, only="params")
     checkpointer = ocp.StandardCheckpointer()
     # The item handler's metadata, not the checkpointer's: params/ is one item
     # of a CheckpointManager step (its _CHECKPOINT_METADATA is the step's), and

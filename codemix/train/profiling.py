@@ -10,9 +10,10 @@ the window traces nothing; one resumed inside it traces the rest of the window.
 
 Only process 0 traces (one host's view is what a profile is read for; the
 others run the same program). The trace goes to
-`<workdir>/plugins/profile/<timestamp>/<host>.xplane.pb`, the layout of
-TensorBoard's profile plugin: `tensorboard --logdir <workdir>` (with
-`tensorboard-plugin-profile`) or XProf opens it. It is first written to a local
+`<workdir>/tensorboard/plugins/profile/<timestamp>/<host>.xplane.pb`, the
+layout of TensorBoard's profile plugin, beside the run's scalars:
+`tensorboard --logdir <workdir>/tensorboard` (with `tensorboard-plugin-profile`)
+or XProf opens it. It is first written to a local
 temporary folder and then copied with `etils.epath`, so a `gs://` workdir works
 whatever file systems the profiler itself can write to.
 """
@@ -29,6 +30,7 @@ from etils import epath
 log = logging.getLogger(__name__)
 
 PLUGIN_DIR = ("plugins", "profile")
+LOGDIR = "tensorboard"  # the run's TensorBoard folder (metrics.py writes its scalars there)
 
 
 def check_profile_steps(profile_steps: Sequence[int] | None) -> tuple[int, int] | None:
@@ -89,7 +91,7 @@ class StepProfiler:
         local, self._local = self._local, None
         try:
             jax.profiler.stop_trace()
-            target = epath.Path(self.workdir).joinpath(*PLUGIN_DIR)
+            target = epath.Path(self.workdir).joinpath(LOGDIR, *PLUGIN_DIR)
             copied = []
             for f in epath.Path(local).joinpath(*PLUGIN_DIR).glob("*/*"):
                 dest = target / f.parent.name / f.name

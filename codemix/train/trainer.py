@@ -116,8 +116,8 @@ def train(
         run's mixture; per-document values go to heldout/step_<N>.json.
       profile_steps: (start, count): process 0 writes a jax.profiler trace of
         train steps start+1 .. start+count to
-        <workdir>/plugins/profile/<timestamp>/ (TensorBoard's profile plugin
-        reads it; codemix/train/profiling.py). Default None: no trace, since
+        <workdir>/tensorboard/plugins/profile/<timestamp>/ (TensorBoard's
+        profile plugin reads it; codemix/train/profiling.py). Default None: no trace, since
         a trace costs host memory and time. Use start >= 1 to leave the first
         step's compilation out.
       make_mesh: () -> Mesh (gin: @make_mesh).

@@ -6,7 +6,10 @@ train the micro model of helpers.py in a subprocess, as the restart tests do.
 import json
 import math
 import shutil
+import socket
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 from jax.sharding import SingleDeviceSharding
 
-from codemix.train import checkpointing
+from codemix.train import checkpoint_integrity, checkpointing
 from codemix.train.checkpointing import MANIFEST, Checkpointer, CorruptCheckpoint
 from codemix.train.guards import NonFiniteLoss
 from tests.train.helpers import MICRO, REPO, env, metrics, run_train, train_cmd
@@ -199,3 +202,69 @@ def test_nan_run_keeps_its_last_good_checkpoint_and_reports_the_step(ten_steps, 
     assert f"at step {first_bad}; the run is stopped. The last checkpoint, step 10, is kept" in proc.stderr
     assert _steps_on_disk(workdir) == [5, 10]
     assert checkpointing.verify_checkpoint(checkpointing.epath.Path(workdir / "checkpoints" / "10"))
+
+
+def test_saves_are_hashed_in_the_background_not_on_the_training_thread(tmp_path, monkeypatch):
+    release, threads = threading.Event(), []
+    real = checkpoint_integrity._sha256
+
+    def held(path):
+        threads.append(threading.current_thread())
+        release.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(checkpoint_integrity, "_sha256", held)
+    ckpt = Checkpointer(str(tmp_path), save_every=1, keep=1)
+    for s in (1, 2, 3):  # each save returns while the first step's hash is held
+        ckpt.save(s, _state(s), _Iterator(s), {"tokens": s, "process_count": 1})
+    assert not release.is_set() and threads
+    # Nothing is verified yet: retention keeps the steps still being hashed (3 may still be written).
+    assert {"1", "2"} <= {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    release.set()
+    ckpt.close()  # waits for the hashes, then applies retention
+    assert all(t is not threading.main_thread() for t in threads)
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [3]
+    assert checkpointing.verify_checkpoint(checkpointing.epath.Path(tmp_path / "checkpoints" / "3"))
+
+
+_VERIFY_AS = """
+import json, sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from etils import epath
+from codemix.train import checkpoint_integrity as ci
+out = {"good": ci.verify_shared(epath.Path(sys.argv[3]))}
+try:
+    ci.verify_shared(epath.Path(sys.argv[4]))
+except ci.CorruptCheckpoint as e:
+    out["bad"] = str(e)
+out["hashed"] = ci.hashed()["bytes"]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_restore_verification_reads_once_and_every_process_gets_the_verdict(tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for d in (good, bad):
+        for item in ("params", "meta"):
+            (d / item).mkdir(parents=True)
+            (d / item / "data").write_bytes(np.random.default_rng(0).bytes(300_000))
+        checkpointing.write_manifest(checkpointing.epath.Path(d))
+    with open(bad / "params" / "data", "r+b") as f:
+        f.write(b"\0" * 100)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-c", _VERIFY_AS, f"127.0.0.1:{port}", str(pid), str(good), str(bad)],
+                              cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for pid in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [o["good"] for o in outs] == [True, True]
+    assert outs[0]["bad"] == outs[1]["bad"] and "params/data" in outs[0]["bad"] and "SHA-256" in outs[0]["bad"]
+    assert outs[0]["hashed"] == 4 * 300_000 - 0 and outs[1]["hashed"] == 0  # good: 2 files, bad: both read

@@ -25,7 +25,7 @@ def profiled_run(tmp_path_factory):
 
 def test_profile_steps_write_an_xplane_trace_in_tensorboards_layout(profiled_run):
     workdir, _, _ = profiled_run
-    traces = list((workdir / "plugins" / "profile").glob("*/*.xplane.pb"))
+    traces = list((workdir / "tensorboard" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1, list(workdir.rglob("*"))
     assert traces[0].stat().st_size > 1000
 
