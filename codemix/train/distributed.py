@@ -22,6 +22,9 @@ def add_distributed_arguments(p):
 def init_distributed(args) -> None:
     import jax
 
+    # The train loop agrees on stops itself (codemix/train/stop.py); JAX's preemption
+    # service would install a C++ SIGTERM handler that swallows a signal sent before the loop.
+    jax.config.update("jax_enable_preemption_service", False)
     if args.cpu_collectives:
         jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
     if args.coordinator_address:

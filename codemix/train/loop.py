@@ -1,14 +1,14 @@
 """The step loop: batches in, metrics lines, held-out evaluations and
 checkpoints out, and a clean stop on SIGTERM/SIGINT.
 
-Stop signals. A signal only sets a flag; the loop acts on it at the next
-sync point -- a log step, a checkpoint step or the last step -- where every
-process asks whether any process got one (one small `process_allgather`,
-only when there are several processes) and, if so, all of them save a
-checkpoint at that same step and stop. Log and checkpoint steps are the same
-on every process, so they agree on where to stop without a collective on
-every step; a stop waits at most `log_every` steps. A second signal gives up
-at once.
+Stop signals and time-based checkpoints. A signal only sets a flag. After
+dispatching each step, every process asks whether any process wants to stop
+or (process 0's clock, `checkpoint_every_minutes`) to checkpoint, and all of
+them get the same answer at the same step (stop.py: on several processes two
+small host-side RPCs per step, no device sync). A signal that arrives during
+step k leads to a checkpoint of step k (or k+1, when it arrived after step
+k's question) on every host, then the run stops. A second signal gives up at
+once.
 
 Time. Steps run asynchronously: before a held-out evaluation or a checkpoint
 the loop waits for the queued steps, so that their time is charged to
@@ -22,7 +22,6 @@ Profiling. `profile_steps` traces the chosen steps on process 0 (profiling.py).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -32,7 +31,6 @@ from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from codemix.train import checkpointing
 from codemix.train.metrics import MetricWriter
@@ -40,36 +38,9 @@ from codemix.train.phases import PhaseClock
 from codemix.train.profiling import StepProfiler
 from codemix.train.record import StepMetrics
 from codemix.train.run_setup import RunSetup
+from codemix.train.stop import CHECKPOINT, STOP, StepAgreement, stop_on_signals
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def stop_on_signals(flag: dict):
-    def handler(signum, frame):
-        if flag.get("stop"):
-            raise KeyboardInterrupt  # second signal: give up at once
-        log.warning("signal %d: will checkpoint and stop at the next log or checkpoint step", signum)
-        flag["stop"] = signum
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
-def any_process(flag: bool) -> bool:
-    """True if `flag` is set on any process (call it on every process at the same step)."""
-    if jax.process_count() == 1:
-        return flag
-    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def global_batch(local: dict, shardings: dict) -> dict:
@@ -101,7 +72,8 @@ def _evaluate_heldout(evaluator, params, step: int, workdir: str) -> dict:
 
 def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, checkpoint_every: int,
              eval_every: int | None, hooks: Sequence[Callable], progress: bool | None,
-             profile_steps: Sequence[int] | None = None) -> tuple[int, int]:
+             profile_steps: Sequence[int] | None = None,
+             checkpoint_every_minutes: float | None = None) -> tuple[int, int]:
     """Step from `s.start` to `s.train_steps`. Returns (last step, stop signal or 0).
     Checkpoints the last step (or the step a signal stopped at) and waits for it."""
     profiler = StepProfiler(workdir, profile_steps)
@@ -117,6 +89,7 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
 
         bar = tqdm(total=train_steps, initial=s.start, desc=os.path.basename(workdir.rstrip("/")), unit="step")
     stop: dict = {}
+    agree = StepAgreement(checkpoint_every_minutes)
     step = s.start
     with clock.phase("data_setup"):  # the input pipeline's first batch fills its buffers
         local = next(iterator) if step < train_steps else None
@@ -125,8 +98,14 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
     with stop_on_signals(stop), clock.phase("train_steps"):
         while step < train_steps:
             profiler.before(step)
+            stop["step"] = step + 1  # the step a signal arrives in (the handler logs it)
             state, step_metrics = s.step_fn(state, global_batch(local, batch_sh))
             step += 1
+            # Asked before anything below waits for a device (stop.py).
+            wanted = agree.ask(step, bool(stop.get("stop")))
+            stopping, timed = bool(wanted & STOP), bool(wanted & CHECKPOINT)
+            if stopping and not stop.get("stop"):
+                stop["stop"] = signal.SIGTERM  # another process got the signal
             profiler.after(step, state)
             metrics.add(step_metrics)
             for hook in hooks:
@@ -140,7 +119,7 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
                     metrics.extra.update(_evaluate_heldout(s.heldout, state["params"], step, workdir))
                 # its compilation is taken out below, with the interval's other compiles
                 interval_eval += (time.perf_counter() - t_eval) - (clock.compile_seconds() - c_eval)
-            if step % log_every == 0 or step == train_steps:
+            if step % log_every == 0 or step == train_steps or stopping:  # a stop logs the steps since the last line
                 now, compiled = time.perf_counter(), clock.compile_seconds()
                 # Throughput counts train steps only, not the held-out evaluation or compiling.
                 line, got = metrics.record(step, step - last_step,
@@ -153,16 +132,18 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
                     bar.set_postfix(loss=f"{line['loss']:.3f}", tok_s=f"{line['tokens_per_sec']:.0f}")
             if bar is not None:
                 bar.update(1)
-            at_sync = step % log_every == 0 or step % checkpoint_every == 0 or step == train_steps
-            stopping = at_sync and any_process(bool(stop.get("stop")))
-            if stopping or step == train_steps or step % checkpoint_every == 0:
+            if stopping or timed or step == train_steps or step % checkpoint_every == 0:
                 jax.block_until_ready(state)
                 with clock.phase("checkpoint_write"):
-                    s.ckpt.save(step, state, iterator, s.meta, force=stopping or step == train_steps)
+                    if s.ckpt.save(step, state, iterator, s.meta, force=stopping or timed or step == train_steps):
+                        agree.saved()
                 if stopping or step == train_steps:
                     break
             local = next(iterator)
     profiler.stop(state)  # the run ended inside the window
+    if agree.asked:
+        log.info("stop/checkpoint agreement: %.2f ms per step over %d steps", 1e3 * agree.seconds / agree.asked,
+                 agree.asked)
     with clock.phase("checkpoint_wait"):
         s.ckpt.close()
     writer.close()

@@ -59,6 +59,7 @@ def train(
     schedule_steps: int | None = None,
     log_every: int = 10,
     checkpoint_every: int = 100,
+    checkpoint_every_minutes: float | None = None,
     keep_checkpoints: int = 3,
     async_checkpoints: bool = True,
     init_from: str | None = None,
@@ -91,9 +92,12 @@ def train(
         make_train_iterator.seed). Deterministic by default.
       grad_accum_steps: microbatches per step; the global batch is unchanged.
       schedule_steps: length of the LR schedule in steps (default train_steps).
-      log_every: steps between metrics.jsonl lines (also where a stop signal
-        is acted on).
+      log_every: steps between metrics.jsonl lines (a stop signal is acted on
+        at the end of the step it arrived in, whatever this is; loop.py).
       checkpoint_every: steps between checkpoints (one is always written at the end).
+      checkpoint_every_minutes: also checkpoint when this many minutes passed
+        since the last checkpoint (process 0's clock; None = steps only). Bounds
+        the work a hard kill loses where a step count would be hours.
       keep_checkpoints: how many recent checkpoints to keep.
       async_checkpoints: write checkpoints in the background.
       init_from: weights-only start from another run's workdir / step dir /
@@ -152,7 +156,8 @@ def train(
         started = True
         step, signum = run_loop(s, workdir, clock, log_every=log_every, checkpoint_every=checkpoint_every,
                                 eval_every=eval_every, hooks=hooks, progress=progress,
-                                profile_steps=profile_steps)
+                                profile_steps=profile_steps,
+                                checkpoint_every_minutes=checkpoint_every_minutes)
         snap = phases.record(workdir, clock)
     except Exception as e:
         if workdirs.is_disk_full(e):

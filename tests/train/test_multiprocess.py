@@ -47,3 +47,62 @@ def test_two_process_run_equals_one_process_run(tmp_path):
     data_dir = multi / "checkpoints" / str(STEPS) / "data"
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith("process_")) == [
         "process_0", "process_1"]
+
+
+def _launch(workdir, params, port):
+    procs = []
+    for pid in range(2):
+        args = ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
+                "--process_id", str(pid), "--cpu_collectives", "gloo"]
+        procs.append(subprocess.Popen(train_cmd(workdir, params, args), cwd=REPO, env=env(devices=2),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _final_params(workdir, step):
+    import jax
+    import orbax.checkpoint as ocp
+
+    path = workdir / "checkpoints" / str(step) / "params"
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # saved over 4 devices, read here on one
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+                          ocp.StandardCheckpointer().metadata(path).item_metadata.tree)
+    tree = ocp.StandardCheckpointer().restore(path, target)
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_sigterm_to_one_process_checkpoints_within_one_step_and_resumes_exactly(tmp_path):
+    import re
+    import signal
+
+    from tests.train.helpers import wait_for_step
+
+    steps = 40
+    # log_every=5 and checkpoint_every=1000: neither is where the signal lands, so only
+    # the every-step agreement can stop it there. A fixed schedule length keeps the resume's config.
+    params = MICRO + [f"TRAIN_STEPS={steps}", "make_train_iterator.shard_mode='rows'", "make_mesh.fsdp=-1",
+                      "train.log_every=5", "train.checkpoint_every=1000", "train.heldout=False"]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    procs = _launch(cut, params, _free_port())
+    wait_for_step(cut, 5, procs[0])
+    procs[1].send_signal(signal.SIGTERM)  # process 1 only: process 0 learns it through the agreement
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [128 + signal.SIGTERM] * 2, outs[0][1][-3000:] + outs[1][1][-3000:]
+    got = re.search(r"signal 15 during step (\d+)", outs[1][1])
+    assert got, outs[1][1][-3000:]
+    k = int(got.group(1))
+    saved = sorted(int(p.name) for p in (cut / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(saved) == 1 and saved[0] in (k, k + 1) and saved[0] < steps, (k, saved)
+    assert metrics(cut)[-1]["step"] == saved[0]  # the steps since the last line are logged with the stop
+
+    for p in _launch(cut, params, _free_port()):  # the same command resumes
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    for p in _launch(straight, params, _free_port()):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    a, b = metrics(straight), metrics(cut)
+    assert b[-1]["step"] == steps and b[-1]["tokens"] == a[-1]["tokens"]
+    assert [r["step"] for r in b] == sorted({r["step"] for r in b})  # no step logged twice
+    for x, y in zip(_final_params(straight, steps), _final_params(cut, steps)):
+        np.testing.assert_array_equal(x, y)

@@ -12,26 +12,26 @@ import gin
 from codemix import config as cm_config
 from codemix.analysis import phases as phase_tables
 from codemix.experiments.summary import format_phases
-from codemix.train import compile_cache, loop, phases
+from codemix.train import compile_cache, phases, stop
 from codemix.train.trainer import train
 from tests.train.helpers import MICRO, TINY_GIN
 
 
-def test_phases_cover_the_runs_wall_time_and_stop_checks_only_at_sync_points(tmp_path, monkeypatch):
+def test_phases_cover_the_runs_wall_time_and_stop_is_asked_every_step(tmp_path, monkeypatch):
     checked_at = []
-    real = loop.any_process
+    real = stop.StepAgreement.ask
 
-    def spy(flag):
-        checked_at.append(flag)
-        return real(flag)
+    def spy(self, step, flag):
+        checked_at.append(step)
+        return real(self, step, flag)
 
-    monkeypatch.setattr(loop, "any_process", spy)
+    monkeypatch.setattr(stop.StepAgreement, "ask", spy)
     cm_config.parse([TINY_GIN], MICRO + ["TRAIN_STEPS=8", "train.log_every=3", "train.checkpoint_every=4",
                                          "make_mesh.num_devices=1"])
     start = time.perf_counter()
     summary = train(workdir=str(tmp_path))
     measured = time.perf_counter() - start
-    assert len(checked_at) == 4  # steps 3, 4, 6, 8: log, checkpoint, log, last -- not all 8
+    assert checked_at == list(range(1, 9))  # every step, so a signal costs at most one step
 
     info = json.loads((tmp_path / "run_info.json").read_text())
     got = info["phases"]
