@@ -16,6 +16,7 @@ too (`from codemix.data.readers import DataError` is this same class).
   RunConfigChanged       resuming/reusing a run under another training config     codemix/train/run_config.py
   RunLocked              another trainer holds the run's workdir                  codemix/train/run_lock.py
   WorkdirError           a workdir that is a file, or a full disk                 codemix/train/workdir.py
+  ExperimentError        a --run not in the plan, a submit that can't proceed     codemix/experiments/jobs.py
   SandboxUnavailable     bubblewrap is missing or does not work here             codemix/eval/sandbox.py
   JudgeError             the LLM judge endpoint could not be used                codemix/eval/judge/client.py
   LawError               the runs can't support the requested mixture law        codemix/analysis/mixture_law.py
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "BPEVocabularyError", "CheckpointFormatError", "ConfigError", "CorruptCheckpoint", "DataError",
-    "DataMissingError", "GGUFImportError", "JudgeError", "LawError", "NonFiniteLoss", "RunConfigChanged", "RunLocked",
+    "DataMissingError", "ExperimentError", "GGUFImportError", "JudgeError", "LawError", "NonFiniteLoss", "RunConfigChanged", "RunLocked",
     "SandboxUnavailable", "WorkdirError",
 ]
 
@@ -78,6 +79,11 @@ class RunLocked(ValueError):
 
 class WorkdirError(ValueError):
     """A workdir that can't be used: a file where a directory belongs, a full disk."""
+
+
+class ExperimentError(ValueError):
+    """A job graph that can't be submitted or run as asked: an unknown --run, a workdir
+    planned for another gin, no sbatch on PATH, a job the scheduler refused."""
 
 
 class SandboxUnavailable(RuntimeError):

@@ -30,6 +30,7 @@ OLD_HOMES = {
     "RunConfigChanged": "codemix.train.run_config",
     "RunLocked": "codemix.train.run_lock",
     "WorkdirError": "codemix.train.workdir",
+    "ExperimentError": "codemix.experiments.jobs",
 }
 # Exception classes that are not errors a user causes: control flow and private helpers.
 # CandidateFailed is raised inside the sandboxed checker (codemix/eval/remote.py runs there standalone).

@@ -29,6 +29,12 @@ def add_arguments(p):
     t.add_argument("--teardown", action="store_true", help="delete the VM after the run (adds 'delete')")
     t.add_argument("--source", default=".", help="local checkout to sync to the workers")
     t.add_argument("--dry_run", action="store_true", help="print the exact commands, run nothing")
+    t.add_argument("--follow", action="store_true",
+                   help="run in the foreground of the SSH session and stream its output (the job then dies "
+                        "with the session); default: detached (setsid nohup) on every worker")
+    t.add_argument("--logs", action="store_true",
+                   help="print the last lines of every worker's log of this --name, then exit")
+    t.add_argument("--log_file", default="codemix-run.log", help="worker-side log file (in $HOME)")
     t.add_argument("worker_command", nargs=argparse.REMAINDER, help="-- then the command for every worker")
 
     s = sub.add_parser("slurm", help="render the sbatch template and submit it",
@@ -90,7 +96,20 @@ def run_tpu(args) -> int:
         steps.append("delete")
     job = tpu.TpuJob(name=args.name, zone=args.zone, accelerator=args.accelerator,
                      command=_command(args), project=args.project, spot=args.spot,
-                     version=args.version, source=args.source)
+                     version=args.version, source=args.source, follow=args.follow, log_file=args.log_file)
+    if args.logs:
+        argv = job.logs()[0]
+        if args.dry_run:
+            print(tpu.shell(argv))
+            return 0
+        try:
+            _execute(argv)
+        except FileNotFoundError as e:
+            print(f"codemix launch: {e.filename} not found; install the Google Cloud SDK (gcloud).", file=sys.stderr)
+            return 2
+        except subprocess.CalledProcessError as e:
+            return e.returncode or 1
+        return 0
     if "run" in steps:
         job.worker_command()  # fails early without a command
         warning = tpu.check_workdir(job.command)

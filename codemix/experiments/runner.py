@@ -181,8 +181,9 @@ def parent_step_of(root: Path, r: Run) -> int | None:
     if not parent or parent.get("status") != "finished":
         raise FileNotFoundError(
             f"run {r.name} needs its parent {r.parent}, which has not finished "
-            f"(looked in {run_dir(root, r.parent)}); rerun the experiment so the parent "
-            f"trains first."
+            f"(looked in {run_dir(root, r.parent)}); train the parent first: rerun the experiment, or "
+            f"`codemix experiment run GIN --workdir {root} --run {r.parent}` (a submitted job graph "
+            f"starts a run only after its parent's job succeeded)."
         )
     if step is None:
         raise FileNotFoundError(
@@ -353,12 +354,20 @@ def run_experiment(
     run_params: Sequence[str] = (),
     progress: bool = True,
     allow_config_change: bool = False,
+    run: str | None = None,
 ) -> dict:
     """Run (or resume) the experiment; returns {run name: lineage}. A run trained
-    under another configuration is refused unless `allow_config_change`."""
+    under another configuration is refused unless `allow_config_change`. With
+    `run`, only that run trains (one job of a job graph, jobs.py): it is refused,
+    naming the parent, while its parent has not finished, and the experiment's
+    summary and report are left to `codemix experiment status` and `codemix report`."""
     exp = load_experiment(gin_file, gin_params)
     variants = select(exp, only)
     runs = expand(variants, exp.seeds)
+    if run is not None:
+        from codemix.experiments.jobs import pick_run
+
+        runs = [pick_run(runs, run, gin_file)]
     root = Path(workdir)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"experiment workdir {root} is a file; pass a directory (it is created "
@@ -369,7 +378,8 @@ def run_experiment(
     from codemix.train.workdir import ensure_directory
 
     compile_cache.compilation_cache()  # env / default here; a run's gin may rebind it
-    _write_json(root / "plan.json", plan(exp, variants))
+    if run is None or not (root / "plan.json").exists():  # one job of many: the plan is written once
+        _write_json(root / "plan.json", plan(exp, variants))
     results: dict[str, dict] = {}
     bar = None
     if progress:
@@ -432,6 +442,8 @@ def run_experiment(
             bar.update(1)
     if bar is not None:
         bar.close()
+    if run is not None:
+        return results
     summary_rows = summarize(root, variants, exp.seeds)
     _write_json(root / "summary.json", summary_rows)
     print(format_summary(summary_rows))

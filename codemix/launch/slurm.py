@@ -26,7 +26,8 @@ class SlurmJob:
       command: what every task runs, e.g. ["codemix", "train", ...] (the
         coordinator flags are appended by the template).
       nodes: nodes (= JAX processes).
-      gpus_per_node: GPUs per node (= local JAX devices per process).
+      gpus_per_node: GPUs per node (= local JAX devices per process); 0 asks
+        for none (CPU jobs, such as the test cluster's).
       job_name: SLURM job name.
       time: wall-clock limit (HH:MM:SS or D-HH:MM:SS).
       cpus_per_task: CPU cores per task (data pipeline threads).
@@ -34,6 +35,9 @@ class SlurmJob:
       log_dir: where SLURM writes %x-%j.out.
       workdir_root: directory the tasks cd into (the checkout on shared disk;
         default: the directory sbatch was called from).
+      requeue_on_stop: when the trainer stops on a signal (exit 143, after its
+        checkpoint), the job requeues itself (`scontrol requeue`), so a time
+        limit's warning signal resumes like a preemption does.
     """
 
     command: tuple[str, ...]
@@ -46,12 +50,13 @@ class SlurmJob:
     account: str | None = None
     log_dir: str = "logs"
     workdir_root: str | None = None
+    requeue_on_stop: bool = False
 
     def __post_init__(self):
         if not self.command:
             raise ValueError("no command to run; put it after `--`, e.g. -- codemix train ...")
-        if self.nodes < 1 or self.gpus_per_node < 1:
-            raise ValueError(f"nodes={self.nodes} and gpus_per_node={self.gpus_per_node} must be >= 1.")
+        if self.nodes < 1 or self.gpus_per_node < 0:
+            raise ValueError(f"nodes={self.nodes} must be >= 1 and gpus_per_node={self.gpus_per_node} >= 0.")
 
     def render(self, template: Path = TEMPLATE) -> str:
         extra = []
@@ -62,7 +67,9 @@ class SlurmJob:
         fields = {
             "job_name": self.job_name,
             "nodes": str(self.nodes),
-            "gpus_per_node": str(self.gpus_per_node),
+            "gpu_directive": (f"#SBATCH --gpus-per-node={self.gpus_per_node}" if self.gpus_per_node
+                              else "# no GPUs requested (gpus_per_node=0)"),
+            "requeue_on_stop": "1" if self.requeue_on_stop else "0",
             "cpus_per_task": str(self.cpus_per_task),
             "time": self.time,
             "log_dir": self.log_dir,

@@ -83,6 +83,9 @@ class TpuJob:
       version: TPU software version (default: RUNTIME_VERSIONS per generation).
       source: local checkout to sync (default: the current directory).
       log_file: worker-side log (appended, so relaunches keep the history).
+      follow: run in the foreground of the SSH session and stream the output
+        (the job dies with the session); default: detached on every worker,
+        logs fetched with `codemix launch tpu --logs`.
     """
 
     name: str
@@ -94,6 +97,7 @@ class TpuJob:
     version: str | None = None
     source: str = "."
     log_file: str = "codemix-run.log"
+    follow: bool = False
 
     def __post_init__(self):
         topology(self.accelerator)  # validates the type early
@@ -166,7 +170,10 @@ class TpuJob:
         ]
 
     def install(self) -> list[list[str]]:
-        return [self._ssh(f"cd ~/{REMOTE_DIR} && python3 -m pip install --quiet -e '.[tpu]'")]
+        # requirements-lock.txt: the exact versions the tests ran, as constraints (jax is
+        # pinned there; jax[tpu] then brings the libtpu that version names).
+        return [self._ssh(f"cd ~/{REMOTE_DIR} && python3 -m pip install --quiet -c requirements-lock.txt "
+                          f"-e '.[tpu]'")]
 
     def worker_command(self) -> str:
         """The command each worker runs: the user's, with --distributed added."""
@@ -180,8 +187,23 @@ class TpuJob:
                 f"{shlex.join(cmd)} 2>&1 | tee -a ~/{self.log_file}; exit ${{PIPESTATUS[0]}}")
 
     def run(self) -> list[list[str]]:
+        if not self.follow:
+            return self.run_detached()
         # gcloud streams every worker's output to this terminal, prefixed by worker.
         return [self._ssh(self.worker_command())]
+
+    def run_detached(self) -> list[list[str]]:
+        """Start the command on every worker in its own session (setsid nohup), so it
+        survives the SSH session; its output goes to the worker's log file."""
+        cmd = list(self.command)
+        if "--distributed" not in cmd and "--coordinator_address" not in cmd and cmd[:2] != ["bash", "-c"]:
+            cmd.append("--distributed")
+        inner = f"cd ~/{REMOTE_DIR} && export PATH=$HOME/.local/bin:$PATH && {shlex.join(cmd)}"
+        return [self._ssh(f"setsid nohup bash -c {shlex.quote(inner)} >> ~/{self.log_file} 2>&1 < /dev/null &")]
+
+    def logs(self, lines: int = 200) -> list[list[str]]:
+        """The last lines of every worker's log (`codemix launch tpu --logs`)."""
+        return [self._ssh(f"tail -n {int(lines)} ~/{self.log_file}")]
 
 
 STEPS = ("create", "sync", "install", "run", "delete")

@@ -12,11 +12,10 @@ running any more: on the same host, its pid is gone; on another host, its
 heartbeat is older than `stale_s`. A lock whose owner is alive but hung is not
 stale: the message says how to remove it by hand.
 
-The owner record and the heartbeat are what an experiment-level lock needs
-too (the cluster issue): on gs:// the O_EXCL create becomes a write with
-`if_generation_match=0` and the heartbeat a generation-matched rewrite; the
-rest of this module stays. Until then a workdir that is not local is not
-locked (a warning says so).
+On gs:// the O_EXCL create is an upload with the precondition
+`if_generation_match=0` (google-cloud-storage; `create_exclusive` is the one
+place that knows how), so of two jobs that start one run together exactly one
+gets it. Without that library a gs:// workdir is not locked (a warning says so).
 """
 from __future__ import annotations
 
@@ -35,6 +34,35 @@ from codemix.errors import RunLocked
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"
+HEARTBEAT_S = 30.0  # seconds between heartbeats
+STALE_S = 300.0  # a lock of another host whose heartbeat is older is taken over
+
+
+def create_exclusive(path: epath.Path, text: str) -> bool | None:
+    """Create `path` holding `text` if it does not exist: True if created, False if it
+    existed, None where this storage offers no exclusive create here."""
+    name = os.fspath(path)
+    if "://" not in name:
+        try:
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return True
+    if not name.startswith("gs://"):
+        return None
+    try:
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud import storage
+    except ImportError:
+        return None
+    bucket, _, key = name[len("gs://"):].partition("/")
+    try:
+        storage.Client().bucket(bucket).blob(key).upload_from_string(text, if_generation_match=0)
+    except PreconditionFailed:
+        return False
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -64,7 +92,7 @@ class RunLock:
     """The lock of one workdir (see the module docstring). Use `with RunLock(d):`
     or `acquire()` / `release()`."""
 
-    def __init__(self, directory, heartbeat_s: float = 30.0, stale_s: float = 300.0):
+    def __init__(self, directory, heartbeat_s: float = HEARTBEAT_S, stale_s: float = STALE_S):
         self.directory = epath.Path(directory)
         self.path = self.directory / LOCK_NAME
         self.heartbeat_s = heartbeat_s
@@ -75,30 +103,25 @@ class RunLock:
         self._thread: threading.Thread | None = None
         self.held = False
 
-    def _local(self) -> bool:
-        return "://" not in os.fspath(self.directory)
-
     def acquire(self) -> RunLock:
         """Take the lock; RunLocked (naming the owner) if a live trainer holds it."""
-        if not self._local():
-            log.warning("%s is not on a local disk: it is not locked against a second trainer.", self.directory)
-            return self
         for _ in range(3):  # a stale lock taken over, then a race lost: try again
-            try:
-                fd = os.open(os.fspath(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            created = create_exclusive(self.path, json.dumps(self.owner))
+            if created is None:
+                log.warning("%s: no exclusive create on this storage here (gs:// needs google-cloud-storage): "
+                            "it is not locked against a second trainer.", self.directory)
+                return self
+            if not created:
                 owner = self._read()
                 if owner is None or not self._stale(owner):
                     raise RunLocked(self._refusal(owner)) from None
                 log.warning("%s: taking over the lock of a trainer that is no longer running (%s).",
                             self.directory, describe(owner))
                 try:
-                    os.replace(os.fspath(self.path), os.fspath(self.path) + ".stale")
+                    self.path.rename(epath.Path(f"{self.path}.stale"))
                 except FileNotFoundError:
-                    pass  # another starter took it over first; the next O_EXCL decides
+                    pass  # another starter took it over first; the next exclusive create decides
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.owner, f)
             epath.Path(f"{self.path}.stale").unlink(missing_ok=True)  # a taken-over lock, kept only until now
             self.held = True
             self._thread = threading.Thread(target=self._beat, name="codemix-run-lock", daemon=True)
@@ -139,7 +162,7 @@ class RunLock:
                 self.owner["heartbeat"] = time.time()
                 tmp = epath.Path(f"{self.path}.{self.owner['token']}.tmp")
                 tmp.write_text(json.dumps(self.owner))
-                os.replace(os.fspath(tmp), os.fspath(self.path))
+                tmp.replace(self.path)
             except OSError as e:  # a full disk must not kill the trainer from this thread
                 log.warning("%s: heartbeat not written (%s)", self.path, e)
 
