@@ -34,7 +34,8 @@ STAGE_REQUIRED = {
     "cooldown": ["MIXTURE", "TOKEN_BUDGET", "BATCH_SIZE", "SEQ_LEN", "PARENT"],
 }
 # What each experiment must be given (README, launch/README.md).
-EXPERIMENT_PARAMS = {"paper.gin": ['Experiment.runtime_gin = "gin/runtime/tpu_v4.gin"']}
+EXPERIMENT_PARAMS = {"paper.gin": ['Experiment.runtime_gin = "gin/runtime/tpu_v4.gin"'],
+                     "paper_ladder.gin": ['Experiment.runtime_gin = "gin/runtime/tpu_v4.gin"']}
 # Written by `codemix law propose` (step 2 of law_loop.gin), not shipped.
 GENERATED_MIXTURES = {"law_loop_opt"}
 

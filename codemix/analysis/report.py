@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from codemix.analysis import findings, phases, plots, tables
+from codemix.analysis import findings, ladder_report, phases, plots, tables
 from codemix.analysis.load import ExperimentData, load_experiment
 from codemix.analysis.paired import PairedScores
 
@@ -405,6 +405,9 @@ def write_report(experiment_dir: str, baseline: str = "text_only", resamples: in
         "## Held-out bits per byte per variant", "",
         _guard("heldout", lambda: _heldout_section(data, paired)), "",
         "## Mixture law", "", _guard("mixture law", lambda: _law_section(data, resamples)), "",
+        *(["## Do the small runs decide?", "",
+           _guard("ladder", lambda: ladder_report.section(data, img_dir, markdown_table, min(resamples, 300))), ""]
+          if ladder_report.is_ladder(data) else []),
         "## Missing", "", _guard("missing", lambda: _missing_section(data)), "",
         "## Runs", "", _guard("runs", lambda: _runs_section(data)), "",
         "## Realized mixture shares", "", _guard("shares", lambda: _shares_section(data)), "",

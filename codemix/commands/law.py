@@ -3,6 +3,12 @@
     codemix law fit runs/demo --target val/text/bpb --target val/code_web/bpb
     codemix law propose runs/demo --objective "min val/text/bpb; val/code_web/bpb <= 2.5" \\
         --output gin/mixtures/law_opt.gin --explore 2
+    codemix law fit runs/ladder --target val/text/bpb --target val/code_web/bpb --target_scale 470M,200B
+
+With --target_scale N,D (a ladder: runs at several model sizes and budgets) both
+commands fit the laws across scale of codemix/analysis/scale_law.py to every
+finished from-scratch run and take the optimum at N parameters and D tokens;
+without it, the single-scale mixture law as before.
 
 Target and objective syntax: codemix/analysis/law_experiment.py and
 codemix/analysis/mixture_optimum.py. `propose` writes the optimum to --output
@@ -32,13 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("propose", help="write mixture gin files for the optimum and K exploratory points")
     for s in (f, p):
         s.add_argument("experiment_dir", metavar="DIR", help="workdir of `codemix experiment run`")
-        s.add_argument("--form", default="exp", choices=("exp", "linear", "loglinear"),
+        s.add_argument("--form", default=None, choices=("exp", "linear", "loglinear", "additive", "joint"),
                        help="law form (default exp, Ye et al. 2024); LOO of every form is printed by fit")
         s.add_argument("--variants", nargs="+", default=None,
                        help="fit only these variants' runs (default: every from-scratch run at one budget)")
         s.add_argument("--resamples", type=int, default=500, help="bootstrap laws (default 500)")
         s.add_argument("--bound", type=_bound, action="append", default=[], metavar="FAMILY=LO:HI",
                        help="share bounds of the optimum search (default: the range the runs cover)")
+        s.add_argument("--target_scale", default=None, metavar="N,D",
+                       help="a ladder's laws across scale and the optimum at N parameters x D tokens, e.g. "
+                            "470M,200B (--form then is additive or joint; default joint)")
     f.add_argument("--target", action="append", required=True,
                    help="repeatable: val/<family>/bpb, <benchmark>/<metric>, <category>/<metric>, a metrics key")
     f.add_argument("--objective", default=None, help="also the optimum of this objective, e.g. 'min val/text/bpb'")
@@ -151,8 +160,89 @@ def _propose(args, data) -> int:
     return 0
 
 
+def _scale_objective(args, targets):
+    from codemix.analysis import law_experiment as le
+    from codemix.analysis import mixture_optimum as mo
+
+    if not args.objective:
+        return {t: 1.0 for t in targets}, {t: le.default_sense(t) for t in targets}, " + ".join(targets)
+    obj = mo.Objective.parse(args.objective)
+    if obj.constraints:
+        raise le.ml.LawError(f"objective {args.objective!r}: --target_scale takes an objective without "
+                             f"constraints, e.g. 'min val/text/bpb + 0.5*val/code_web/bpb'.")
+    return dict(obj.terms), {t: obj.sense for t in obj.terms}, str(obj)
+
+
+def _scale(args, data) -> int:
+    from codemix.analysis import ladder_analysis as la
+    from codemix.analysis import scale_law as sl
+
+    n, d = sl.parse_scale(args.target_scale)
+    form = args.form or "joint"
+    if form not in sl.FORMS:
+        raise sl.LawError(f"--form {form} is a single-scale form; with --target_scale use one of {sl.FORMS}.")
+    targets = list(dict.fromkeys(getattr(args, "target", None) or []))
+    weights, senses, label = _scale_objective(args, targets)
+    targets = list(dict.fromkeys([*targets, *weights]))
+    laws, runs = la.fit_scale(data, targets, form, args.resamples)
+    other = [f for f in sl.FORMS if f != form]
+    other_laws = {}
+    for f in other:
+        try:
+            other_laws[f] = la.fit_scale(data, targets, f, 0)[0]
+        except sl.LawError as e:
+            other_laws[f] = str(e)
+    bounds = dict(args.bound)
+    if bounds:
+        for law in laws.values():
+            object.__setattr__(law, "share_range", {**law.share_range, **bounds})
+    opt = sl.optimum(laws, n, d, weights, senses)
+    f = la.finished(runs)
+    out = {"experiment": data.name, "form": form, "target_scale": [n, d], "runs": len(f),
+           "sizes": sorted(map(float, f["N"].unique())), "families": list(opt.families), "objective": label,
+           "optimum": {"shares": opt.shares, "low": opt.low, "high": opt.high, "value": opt.value},
+           "targets": {}}
+    for t, law in laws.items():
+        lo, hi = law.interval(n, d, [list(opt.shares.values())])
+        out["targets"][t] = {"params": law.param_intervals(), "rmse": law.rmse, "loo_rung": law.loo,
+                             "top_error": law.top_error, "bootstrap": law.bootstrap,
+                             "loo_other": {f: (v[t].loo if isinstance(v, dict) else v) for f, v in other_laws.items()},
+                             "predicted_at_optimum": [float(law.predict(n, d, [list(opt.shares.values())])[0]),
+                                                      float(lo[0]), float(hi[0])]}
+    if args.law_command == "propose":
+        gin_path, side = la.write_scale_proposal(args.output, opt, laws, label, str(data.root))
+        print(f"wrote {gin_path} (and {side.name}): optimum of '{label}' at N = {n:.3g}, D = {d:.3g}: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in opt.shares.items() if v > 0))
+        return 0
+    if getattr(args, "json", False):
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(f"{data.name}: {len(f)} finished runs at sizes {[f'{s:.3g}' for s in out['sizes']]}; {form} law "
+          f"(Shukor et al. 2025), {args.resamples} bootstrap laws; 95% intervals")
+    for t, r in out["targets"].items():
+        print(f"\n{t}: RMSE {_fmt(r['rmse'])}, leave-one-size-out RMSE {_fmt(r['loo_rung'])} (other forms: "
+              + ", ".join(f"{f} {_fmt(v) if isinstance(v, float) else v}" for f, v in r["loo_other"].items())
+              + f"), error at the top size left out {_fmt(r['top_error'])}; bootstrap over {r['bootstrap']}")
+        for name, (v, lo, hi) in r["params"].items():
+            print(f"  {name:<16} {_fmt(v):>10}  [{_fmt(lo)}, {_fmt(hi)}]")
+        v, lo, hi = r["predicted_at_optimum"]
+        print(f"  predicted at the optimum: {_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]")
+    o = out["optimum"]
+    print(f"\noptimum of '{label}' at N = {n:.3g}, D = {d:.3g}: "
+          + ", ".join(f"{k} {v:.3f} [{o['low'][k]:.3f}, {o['high'][k]:.3f}]" for k, v in o["shares"].items()))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from codemix.analysis.load import load_experiment
 
     data = load_experiment(args.experiment_dir)
+    if args.target_scale:
+        return _scale(args, data)
+    if args.form is None:
+        args.form = "exp"
+    elif args.form in ("additive", "joint"):
+        from codemix.errors import LawError
+
+        raise LawError(f"--form {args.form} is a law across scale; give --target_scale N,D with it.")
     return _fit(args, data) if args.law_command == "fit" else _propose(args, data)

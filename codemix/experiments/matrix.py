@@ -21,27 +21,35 @@ STAGE_KINDS = ("init", "continue", "cooldown")
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One stage: how it starts (kind), what it reads (mixture), how long (tokens)."""
+    """One stage: how it starts (kind), what it reads (mixture), how long (tokens), and
+    at which ladder size (0: the experiment's model_gin; N > 0: codemix/experiments/ladder.py's size N)."""
 
     kind: str
     mixture: str
     tokens: float
+    size: int = 0
 
     def __post_init__(self):
         if self.kind not in STAGE_KINDS:
             raise ValueError(f"stage kind {self.kind!r} is unknown; use one of {STAGE_KINDS}.")
         if self.tokens <= 0:
             raise ValueError(f"stage {self.kind}/{self.mixture}: token budget must be positive.")
+        if self.size < 0:
+            raise ValueError(f"stage {self.kind}/{self.mixture}: ladder size {self.size} must be >= 1 (0: none).")
 
     @property
     def slug(self) -> str:
-        return f"{self.kind}-{self.mixture}-{human_tokens(self.tokens)}"
+        return f"{self.kind}-{self.mixture}-{human_tokens(self.tokens)}" + (f"-w{self.size}" if self.size else "")
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
+    """A chain of stages; `seeds`, when set, replaces Experiment.seeds for this variant (a ladder
+    runs more seeds at its top rung than below it)."""
+
     name: str
     stages: tuple[Stage, ...]
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if not self.stages:
@@ -108,8 +116,11 @@ def expand(variants: Iterable[Variant], seeds: Sequence[int] = (0,)) -> list[Run
         if v.name in seen_variants:
             raise ValueError(f"variant name {v.name!r} appears twice in the experiment.")
         seen_variants.add(v.name)
-    for seed in seeds:
+    every = list(dict.fromkeys([*seeds, *(s for v in variants for s in (v.seeds or ()))]))
+    for seed in every:
         for v in variants:
+            if seed not in (check_seeds(v.seeds) if v.seeds is not None else seeds):
+                continue
             parent = None
             for i in range(len(v.stages)):
                 name = run_name(v.stages[: i + 1], seed)
@@ -123,6 +134,11 @@ def expand(variants: Iterable[Variant], seeds: Sequence[int] = (0,)) -> list[Run
                 parent = name
     index = {n: i for i, n in enumerate(order)}
     return sorted((runs[n] for n in order), key=lambda r: (r.depth, index[r.name]))
+
+
+def variant_seeds(variant: Variant, seeds: Sequence[int]) -> tuple[int, ...]:
+    """The seeds a variant runs: its own where it has them, else the experiment's."""
+    return tuple(variant.seeds) if variant.seeds is not None else tuple(seeds)
 
 
 def final_run(variant: Variant, seed: int = 0) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
 import gin
 from codemix import config as cm_config
+from codemix.experiments import ladder  # noqa: F401  (registers ladder_matrix for experiment gins)
 from codemix.experiments.matrix import Run, Variant, expand, final_run
 from codemix.experiments.summary import format_phases, format_summary, summarize
 from codemix.train.budget import steps_for
@@ -126,6 +127,8 @@ def run_bindings(exp: Experiment, run: Run, workdir: Path) -> list[str]:
     ]
     if run.parent:
         b.append(f"PARENT = '{run_dir(workdir, run.parent)}'")
+    if run.stage.size:  # a ladder rung: its shape after the model gin (codemix/experiments/ladder.py)
+        b += ladder.size_bindings(run.stage.size)
     return b + list(exp.bindings) + list(exp.stage_bindings.get(run.stage.kind, ()))
 
 
@@ -219,12 +222,16 @@ def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
     from codemix.model.config import ModelConfig
     from codemix.model.info import model_info
 
-    gin.clear_config()
-    cm_config.parse([exp.model_gin], list(exp.bindings), finalize=False)
-    info = model_info(ModelConfig(), exp.sequence_length)
+    infos = {}
+    for size in sorted({s.size for v in variants for s in v.stages}):
+        gin.clear_config()
+        cm_config.parse([exp.model_gin], [*(ladder.size_bindings(size) if size else []), *exp.bindings],
+                        finalize=False)
+        infos[size] = model_info(ModelConfig(), exp.sequence_length)
     gin.clear_config()
     rows = []
     for r in expand(variants, exp.seeds):
+        info = infos[r.stage.size]
         steps = steps_for(None, r.stage.tokens, exp.tokens_per_step)
         rows.append({
             "run": r.name,
@@ -235,6 +242,7 @@ def plan(exp: Experiment, variants: Sequence[Variant]) -> list[dict]:
             "tokens": float(r.stage.tokens),
             "steps": steps,
             "flops": info.flops_per_token * steps * exp.tokens_per_step,
+            "params": info.total_params,
             "variants": list(r.variants),
         })
     return rows

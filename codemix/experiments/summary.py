@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from codemix.experiments.matrix import Variant, final_run
+from codemix.experiments.matrix import Variant, final_run, variant_seeds
 
 
 def summarize(root: Path, variants: Sequence[Variant], seeds: Sequence[int] = (0,)) -> list[dict]:
@@ -16,7 +16,7 @@ def summarize(root: Path, variants: Sequence[Variant], seeds: Sequence[int] = (0
     from codemix.train.metrics import read_metrics
 
     rows = []
-    for v, seed in ((v, s) for v in variants for s in seeds):
+    for v, seed in ((var, s) for var in variants for s in variant_seeds(var, seeds)):
         path = Path(root) / "runs" / final_run(v, seed)
         m = read_metrics(str(path))
         last = m[-1] if m else {}
