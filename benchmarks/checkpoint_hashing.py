@@ -12,7 +12,10 @@ moments, random values so nothing compresses) `--saves` times through
   close_seconds        the final `close()` (the loop's `checkpoint_wait`)
   hashed_bytes_training_thread / _background   SHA-256 input read on the
                        training thread and on other threads, per save
-Then `--restore_processes` processes joined by jax.distributed (gloo CPU
+  hash_seconds_training_thread / _background   the seconds spent hashing
+                       there, per save (the part of a save's block that
+                       hashing is, whatever else loads the machine)
+Then `--restore_processes` processes (0: none) joined by jax.distributed (gloo CPU
 collectives on localhost, one device each) restore the newest checkpoint
 as a resume does, and each reports the bytes it hashed to verify it and the
 seconds its restore took.
@@ -44,13 +47,17 @@ def _count_hashing():
     """Wrap _sha256; returns {thread kind: bytes}."""
     from codemix.train import checkpoint_integrity as ci
 
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, float] = defaultdict(float)
     real = ci._sha256
 
     def counted(path):
         kind = "training_thread" if threading.current_thread() is threading.main_thread() else "background"
         counts[kind] += path.stat().length
-        return real(path)
+        start = time.perf_counter()
+        try:
+            return real(path)
+        finally:
+            counts[kind + "_seconds"] += time.perf_counter() - start
 
     ci._sha256 = counted
     return counts
@@ -108,7 +115,7 @@ def _saves(args, workdir: str) -> dict:
         time.sleep(args.train_seconds)  # the steps between two saves
         jax.block_until_ready(state)
         start = time.perf_counter()
-        ckpt.save(i, state, _Position(), {"tokens": i, "process_count": args.restore_processes})
+        ckpt.save(i, state, _Position(), {"tokens": i, "process_count": max(args.restore_processes, 1)})
         blocked.append(time.perf_counter() - start)
     start = time.perf_counter()
     ckpt.close()
@@ -118,8 +125,10 @@ def _saves(args, workdir: str) -> dict:
         "save_block_seconds": [round(x, 3) for x in blocked],
         "save_block_seconds_mean": round(sum(blocked) / len(blocked), 3),
         "close_seconds": round(close, 3),
-        "hashed_bytes_training_thread_per_save": counts["training_thread"] // args.saves,
-        "hashed_bytes_background_per_save": counts["background"] // args.saves,
+        "hashed_bytes_training_thread_per_save": int(counts["training_thread"] // args.saves),
+        "hashed_bytes_background_per_save": int(counts["background"] // args.saves),
+        "hash_seconds_training_thread_per_save": round(counts["training_thread_seconds"] / args.saves, 3),
+        "hash_seconds_background_per_save": round(counts["background_seconds"] / args.saves, 3),
     }
 
 
@@ -142,7 +151,8 @@ def _restore_worker(args) -> None:
     ckpt.restore(args.saves, abstract, shardings, _Position(args.restore_processes))
     seconds = time.perf_counter() - start
     ckpt.close()
-    print(json.dumps({"process": jax.process_index(), "hashed_bytes": sum(counts.values()),
+    print(json.dumps({"process": jax.process_index(),
+                      "hashed_bytes": int(counts["training_thread"] + counts["background"]),
                       "restore_seconds": round(seconds, 3)}))
 
 
@@ -186,7 +196,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="codemix-hash-bench-") as workdir:
         result = {"model": args.model, "codemix_commit": commit, "saves": args.saves,
                   "train_seconds_between_saves": args.train_seconds, **_saves(args, workdir)}
-        result["restore"] = _restores(args, workdir)
+        if args.restore_processes:
+            result["restore"] = _restores(args, workdir)
     print(json.dumps(result, indent=1))
 
 
