@@ -30,15 +30,37 @@ _registered: set[str] = set()
 
 
 def add_search_paths() -> None:
-    """Put SEARCH_PATH on gin's include search path (once per process)."""
+    """Put SEARCH_PATH on gin's include search path, and let gin read gs:// files
+    (a run's operative_config.gin in a bucket) through epath (once per process)."""
     for path in map(str, SEARCH_PATH):
         if path not in _registered:
             gin.add_config_file_search_path(path)
             _registered.add(path)
+    if "url reader" not in _registered:
+        gin.config.register_file_reader(_open_url, _is_url_file)
+        _registered.add("url reader")
+
+
+def _is_url_file(name: str) -> bool:
+    from codemix import storage
+
+    return storage.is_url(name) and storage.path(name).is_file()
+
+
+def _open_url(name: str):
+    from codemix import storage
+
+    return storage.path(name).open()
 
 
 def resolve_gin_file(name: str) -> str:
     """The path of gin file `name`: as written, else in the shipped gin files."""
+    if "://" in name:  # a file in a bucket (codemix/storage.py); pathlib would make gs://b into gs:/b
+        from codemix import storage
+
+        if storage.path(name).is_file():
+            return name
+        raise ConfigError(f"gin file {name} not found; check the path (and that the run wrote its config).")
     path = Path(name)
     candidates = [path] if path.is_absolute() else [path, *(d / path for d in SEARCH_PATH)]
     for candidate in candidates:

@@ -17,6 +17,7 @@ too (`from codemix.data.readers import DataError` is this same class).
   RunLocked              another trainer holds the run's workdir                  codemix/train/run_lock.py
   WorkdirError           a workdir that is a file, or a full disk                 codemix/train/workdir.py
   ExperimentError        a --run not in the plan, a submit that can't proceed     codemix/experiments/jobs.py
+  StorageError           a gs:// bucket that is missing, unreachable or refused   codemix/storage.py
   SandboxUnavailable     bubblewrap is missing or does not work here             codemix/eval/sandbox.py
   JudgeError             the LLM judge endpoint could not be used                codemix/eval/judge/client.py
   LawError               the runs can't support the requested mixture law        codemix/analysis/mixture_law.py
@@ -29,7 +30,7 @@ from __future__ import annotations
 __all__ = [
     "BPEVocabularyError", "CheckpointFormatError", "ConfigError", "CorruptCheckpoint", "DataError",
     "DataMissingError", "ExperimentError", "GGUFImportError", "JudgeError", "LawError", "NonFiniteLoss", "RunConfigChanged", "RunLocked",
-    "SandboxUnavailable", "WorkdirError",
+    "SandboxUnavailable", "StorageError", "WorkdirError",
 ]
 
 
@@ -84,6 +85,10 @@ class WorkdirError(ValueError):
 class ExperimentError(ValueError):
     """A job graph that can't be submitted or run as asked: an unknown --run, a workdir
     planned for another gin, no sbatch on PATH, a job the scheduler refused."""
+
+
+class StorageError(WorkdirError):
+    """A gs:// workdir whose bucket doesn't exist, can't be reached, or refuses the credentials."""
 
 
 class SandboxUnavailable(RuntimeError):

@@ -22,3 +22,24 @@ def _clear_gin():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+@pytest.fixture
+def gcs(tmp_path_factory, monkeypatch):
+    """A real GCS server (fake-gcs-server) with one bucket, "bucket", and this process's
+    environment pointed at it (tests/gcs_server.py); stopped after the test."""
+    import fsspec.config
+
+    from codemix import storage
+    from tests.gcs_server import GCSServer, forget_gcs_clients
+
+    with GCSServer(tmp_path_factory.mktemp("gcs") / "root", buckets=("bucket",)) as server:
+        for k, v in server.env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setitem(fsspec.config.conf, "gcs", {"token": "anon"})
+        storage.configure()
+        forget_gcs_clients()
+        try:
+            yield server
+        finally:
+            forget_gcs_clients()

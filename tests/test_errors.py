@@ -31,6 +31,7 @@ OLD_HOMES = {
     "RunLocked": "codemix.train.run_lock",
     "WorkdirError": "codemix.train.workdir",
     "ExperimentError": "codemix.experiments.jobs",
+    "StorageError": "codemix.storage",
 }
 # Exception classes that are not errors a user causes: control flow and private helpers.
 # CandidateFailed is raised inside the sandboxed checker (codemix/eval/remote.py runs there standalone).

@@ -37,9 +37,9 @@ import dataclasses
 import json
 import logging
 import re
-from pathlib import Path
 
 import pandas as pd
+from etils.epath import Path
 
 from codemix.analysis.run_files import FIXES, check_run_info, read_metrics, read_object
 

@@ -12,9 +12,9 @@ written by codemix/train/phases.py) as tables, for the end of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
+from etils.epath import Path
 
 from codemix.train import phases as run_phases_lib
 

@@ -30,10 +30,10 @@ notebook whatever its backend.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from etils.epath import Path
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -70,7 +70,8 @@ def _legend(ax, entries: int) -> None:
 def _save(fig: Figure, path: str | Path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with path.open("wb") as f:  # epath: a gs:// report folder too
+        fig.savefig(f, dpi=110, format="png")
     return str(path)
 
 

@@ -28,9 +28,9 @@ import datetime
 import logging
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
+from etils.epath import Path
 
 from codemix.analysis import findings, ladder_report, phases, plots, tables
 from codemix.analysis.load import ExperimentData, load_experiment
@@ -375,6 +375,9 @@ def _corpora_section(data: ExperimentData) -> str:
 
 def write_report(experiment_dir: str, baseline: str = "text_only", resamples: int = 2000) -> str:
     """Write DIR/report.md and DIR/report/*.png; returns the report's path."""
+    from codemix import storage
+
+    storage.check(experiment_dir)  # a gs:// bucket that can't be used: one StorageError
     root = Path(experiment_dir)
     data = load_experiment(root)
     img_dir = root / "report"

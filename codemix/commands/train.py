@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 from codemix.train.distributed import add_distributed_arguments, init_distributed
@@ -28,7 +27,9 @@ def run(args) -> int:
     from codemix.train.guards import NonFiniteLoss
     from codemix.train.trainer import Preempted, train
     config.parse(args.gin_file, args.gin_param)
-    created = not os.path.exists(args.workdir)
+    from codemix.train import workdir as workdirs
+
+    created = not workdirs.exists(args.workdir)
     try:
         summary = train(workdir=args.workdir, allow_config_change=args.allow_config_change)
     except Preempted as e:
@@ -46,5 +47,8 @@ def run(args) -> int:
 
 def _remove_if_empty(workdir: str, created: bool) -> None:
     """A run that failed before writing anything leaves no workdir behind."""
-    if created and os.path.isdir(workdir) and not os.listdir(workdir):
-        os.rmdir(workdir)
+    from etils import epath
+
+    path = epath.Path(workdir)  # a gs:// workdir too
+    if created and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()

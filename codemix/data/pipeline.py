@@ -44,7 +44,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -189,18 +188,24 @@ class BatchIterator:
         return {k: v.numpy() for k, v in next(self._it).items()}
 
     def save(self, directory: str) -> None:
-        """Write the iterator state under `directory` (created if needed)."""
-        tf.io.gfile.makedirs(directory)
-        tf.train.Checkpoint(iterator=self._it).write(os.path.join(directory, "iterator"))
+        """Write the iterator state under `directory` (created if needed; a URL is
+        written through TF's ram:// filesystem, codemix/storage.py)."""
+        from codemix import storage
+
+        with storage.tf_writable(directory) as d:
+            tf.io.gfile.makedirs(d)
+            tf.train.Checkpoint(iterator=self._it).write(f"{d}/iterator")
 
     def restore(self, directory: str) -> None:
-        prefix = os.path.join(directory, "iterator")
-        if not tf.io.gfile.exists(prefix + ".index"):
-            raise FileNotFoundError(
-                f"no data iterator state at {prefix}; the checkpoint was written without one "
-                f"(or by a different number of processes)."
-            )
-        tf.train.Checkpoint(iterator=self._it).read(prefix).assert_consumed()
+        from codemix import storage
+
+        with storage.tf_readable(directory) as d:
+            if not tf.io.gfile.exists(f"{d}/iterator.index"):
+                raise FileNotFoundError(
+                    f"no data iterator state at {directory}/iterator; the checkpoint was written without one "
+                    f"(or by a different number of processes)."
+                )
+            tf.train.Checkpoint(iterator=self._it).read(f"{d}/iterator").assert_consumed()
 
 
 def _task_documents(task: str, split: str, shard_info, cache_root: str | None = None) -> tf.data.Dataset:

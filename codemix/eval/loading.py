@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 
 import gin
 import jax
@@ -76,12 +75,16 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
 
     `step` picks a checkpoint of a training workdir (default: the latest).
     """
-    directory = os.path.abspath(directory)
-    workdir_gin = os.path.join(directory, "operative_config.gin")
-    model_gin = os.path.join(directory, "model.gin")
-    if os.path.isfile(workdir_gin):
+    from codemix import storage
+
+    storage.check(directory)  # a gs:// bucket that can't be used: one StorageError
+    directory = checkpointing.absolute(directory)  # a URL stays a URL
+    root = storage.path(directory)
+    workdir_gin = str(root / "operative_config.gin")
+    model_gin = str(root / "model.gin")
+    if (root / "operative_config.gin").is_file():
         gin_file, kind = workdir_gin, "workdir"
-    elif os.path.isfile(model_gin) and os.path.isdir(os.path.join(directory, "params")):
+    elif (root / "model.gin").is_file() and (root / "params").is_dir():
         gin_file, kind = model_gin, "imported"
     else:
         raise FileNotFoundError(
@@ -105,11 +108,10 @@ def load_model_for_eval(directory: str, step: int | None = None) -> tuple[ModelC
     abstract = decoder.abstract_params(cfg)
     params, src_step = checkpointing.load_params(directory, abstract,
                                                  eval_mesh.param_shardings(cfg, mesh), step)
-    run, info_step = os.path.basename(directory.rstrip("/")), src_step
-    info_path = os.path.join(directory, "run_info.json")
-    if os.path.isfile(info_path):
-        with open(info_path) as f:
-            meta = json.load(f)
+    run, info_step = root.name, src_step
+    info_path = root / "run_info.json"
+    if info_path.is_file():
+        meta = json.loads(info_path.read_text())
         run, info_step = meta.get("run", run), int(meta.get("step", info_step))
     log.info("loaded %s (%s, step %d; model vocab_size %d; vocabulary %s with %d ids)", directory,
              kind, info_step, cfg.vocab_size, type(vocab).__name__, vocab.vocab_size)
@@ -123,16 +125,17 @@ def heldout_context(directory: str) -> tuple[dict, int | None]:
     HeldOutOptions, CorpusOptions and VocabOptions), so `codemix eval
     --category perplexity` measures exactly the sets the train loop measured.
     """
+    from codemix import storage
     from codemix.data import heldout
 
-    directory = os.path.abspath(directory)
-    gin_file = os.path.join(directory, "operative_config.gin")
-    if not os.path.isfile(gin_file):
-        gin_file = os.path.join(directory, "model.gin")
+    directory = checkpointing.absolute(directory)
+    gin_file = storage.path(directory, "operative_config.gin")
+    if not gin_file.is_file():
+        gin_file = storage.path(directory, "model.gin")
     gin.clear_config()
     try:
-        if os.path.isfile(gin_file):
-            codemix_config.parse([gin_file], [f"MODEL_DIR = {directory!r}"], finalize=False)
+        if gin_file.is_file():
+            codemix_config.parse([str(gin_file)], [f"MODEL_DIR = {directory!r}"], finalize=False)
         docs = heldout.documents()
         seq_len = codemix_config.query("make_train_iterator.sequence_length")
     finally:

@@ -29,7 +29,9 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
+
+from etils import epath
+from etils.epath import Path
 
 import codemix.registry  # noqa: F401  (registers the configurables a run's gin names)
 import gin
@@ -133,7 +135,8 @@ def run_bindings(exp: Experiment, run: Run, workdir: Path) -> list[str]:
 
 
 def run_dir(workdir: Path, name: str) -> Path:
-    return Path(workdir) / "runs" / name
+    """A run's folder; epath keeps a URL a URL (pathlib makes gs://b into gs:/b)."""
+    return epath.Path(workdir) / "runs" / name
 
 
 def _is_writer() -> bool:
@@ -376,7 +379,10 @@ def run_experiment(
         from codemix.experiments.jobs import pick_run
 
         runs = [pick_run(runs, run, gin_file)]
-    root = Path(workdir)
+    from codemix import storage
+
+    storage.check(workdir)  # a gs:// bucket that can't be used: one StorageError before any work
+    root = epath.Path(workdir)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"experiment workdir {root} is a file; pass a directory (it is created "
                                  f"if missing) or move the file away.")

@@ -4,8 +4,9 @@ the runs' wall time went (phases of codemix/train/phases.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Sequence
+
+from etils.epath import Path
 
 from codemix.experiments.matrix import Variant, final_run, variant_seeds
 

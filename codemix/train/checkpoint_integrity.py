@@ -81,9 +81,9 @@ def write_manifest(step_dir: epath.Path) -> dict:
         rel = str(f)[len(str(step_dir)) + 1:]
         files[rel] = {"bytes": f.stat().length, "sha256": _sha256(f)}
     manifest = {"algorithm": "sha256", "files": files}
-    tmp = step_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(step_dir / MANIFEST)
+    from codemix import storage
+
+    storage.write_text(step_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 

@@ -60,13 +60,13 @@ def _evaluate_heldout(evaluator, params, step: int, workdir: str) -> dict:
     results = evaluator(params)
     seconds = time.perf_counter() - start
     if jax.process_index() == 0:
-        os.makedirs(os.path.join(workdir, "heldout"), exist_ok=True)
+        from codemix import storage
+
+        folder = storage.path(workdir) / "heldout"
+        folder.mkdir(parents=True, exist_ok=True)
         doc = {"step": int(step), "seconds": seconds,
                "families": {f: r.to_json() for f, r in results.items()}}
-        path = os.path.join(workdir, "heldout", f"step_{int(step)}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(doc, f)
-        os.replace(path + ".tmp", path)
+        storage.write_text(folder / f"step_{int(step)}.json", json.dumps(doc))
     return {**flat_metrics(results), "val/seconds": seconds}
 
 

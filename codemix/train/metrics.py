@@ -55,16 +55,22 @@ class MetricWriter:
     to TensorBoard. Only process 0 writes."""
 
     def __init__(self, workdir: str, enabled: bool = True):
+        from codemix import storage
+
         self.enabled = enabled and jax.process_index() == 0
         self._tb = None
         self._file = None
+        self._tb_dir = storage.path(workdir) / "tensorboard"
+        self._tb_ram = None  # a URL workdir: events are written to ram:// and copied (storage.py)
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
-            self._file = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            storage.path(workdir).mkdir(parents=True, exist_ok=True)
+            self._file = storage.LineLog(storage.path(workdir) / "metrics.jsonl")
             try:
                 import tensorflow as tf
 
-                self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+                if storage.is_url(workdir):
+                    self._tb_ram = f"ram://codemix-tb/{os.getpid()}-{id(self)}"
+                self._tb = tf.summary.create_file_writer(self._tb_ram or os.fspath(self._tb_dir))
             except Exception as e:  # TensorBoard is optional; the JSONL file is not.
                 logging.warning("TensorBoard writer unavailable (%s); metrics.jsonl only.", e)
 
@@ -80,18 +86,34 @@ class MetricWriter:
                 for k, v in clean.items():
                     if k != "step" and isinstance(v, (int, float)):
                         tf.summary.scalar(k, v)
+            self._sync_tb()
+
+    def _sync_tb(self) -> None:
+        """On a URL workdir: the events written so far, copied whole (GCS can't append)."""
+        if self._tb_ram is None:
+            return
+        from codemix import storage
+
+        self._tb.flush()
+        storage.copy_tf_files(self._tb_ram, self._tb_dir)
 
     def close(self) -> None:
         if self._file:
             self._file.close()
         if self._tb is not None:
             self._tb.flush()
+            self._sync_tb()
             self._tb.close()
+            if self._tb_ram is not None:
+                import tensorflow as tf
+
+                tf.io.gfile.rmtree(self._tb_ram)
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    from codemix import storage
+
+    path = storage.path(workdir) / "metrics.jsonl"
+    if not path.exists():
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections import defaultdict
@@ -128,25 +127,25 @@ def record(workdir: str, clock: PhaseClock) -> dict:
     snap = clock.snapshot()
     import jax
 
-    path = os.path.join(workdir, "run_info.json")
-    if jax.process_index() != 0 or not os.path.exists(path):
+    from codemix import storage
+
+    path = storage.path(workdir) / "run_info.json"
+    if jax.process_index() != 0 or not path.exists():
         return snap
-    with open(path) as f:
-        info = json.load(f)
+    info = json.loads(path.read_text())
     info.update(snap)
-    with open(path + ".tmp", "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(path + ".tmp", path)
+    storage.write_text(path, json.dumps(info, indent=2))
     return snap
 
 
 def read(run_dir: str) -> dict | None:
     """A run's recorded phases (the run_info.json keys `record` writes), or None."""
-    path = os.path.join(run_dir, "run_info.json")
-    if not os.path.exists(path):
+    from codemix import storage
+
+    path = storage.path(run_dir) / "run_info.json"
+    if not path.exists():
         return None
-    with open(path) as f:
-        info = json.load(f)
+    info = json.loads(path.read_text())
     return info if "phases" in info else None
 
 

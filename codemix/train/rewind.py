@@ -38,9 +38,9 @@ def _metrics(workdir: epath.Path, step: int) -> None:
         else:
             dropped += 1
     if dropped:
-        tmp = epath.Path(f"{path}.tmp")
-        tmp.write_text("".join(by_step[s] + "\n" for s in sorted(by_step)))
-        tmp.replace(path)
+        from codemix import storage
+
+        storage.write_text(path, "".join(by_step[s] + "\n" for s in sorted(by_step)))
         log.info("%s: %d line(s) after step %d, repeated or unreadable removed", path, dropped, step)
 
 
@@ -64,22 +64,26 @@ def _tensorboard(workdir: epath.Path, step: int) -> None:
     import tensorflow as tf
     from tensorboard.compat.proto import event_pb2
 
-    for p in files:
-        kept, dropped = [], 0
-        try:
-            for raw in tf.data.TFRecordDataset(str(p)).as_numpy_iterator():
-                if event_pb2.Event.FromString(raw).step <= step:
-                    kept.append(raw)
-                else:
-                    dropped += 1
-        except tf.errors.DataLossError:  # a record cut by a kill: the rest of the file is unreadable
-            dropped += 1
-        if dropped:
-            tmp = f"{p}.tmp"
-            with tf.io.TFRecordWriter(tmp) as w:
-                for raw in kept:
-                    w.write(raw)
-            tf.io.gfile.rename(tmp, str(p), overwrite=True)
+    from codemix import storage
+
+    # TensorFlow reads and writes them locally; a URL workdir's through ram:// (storage.py)
+    with storage.tf_readable(d) as readable, storage.tf_writable(d) as writable:
+        for p in files:
+            kept, dropped = [], 0
+            try:
+                for raw in tf.data.TFRecordDataset(f"{readable}/{p.name}").as_numpy_iterator():
+                    if event_pb2.Event.FromString(raw).step <= step:
+                        kept.append(raw)
+                    else:
+                        dropped += 1
+            except tf.errors.DataLossError:  # a record cut by a kill: the rest of the file is unreadable
+                dropped += 1
+            if dropped:
+                tmp = f"{writable}/{p.name}.tmp"
+                with tf.io.TFRecordWriter(tmp) as w:
+                    for raw in kept:
+                        w.write(raw)
+                tf.io.gfile.rename(tmp, f"{writable}/{p.name}", overwrite=True)
 
 
 def rewind(workdir, step: int) -> None:

@@ -37,6 +37,7 @@ import time
 from etils import epath
 
 import gin
+from codemix import storage
 from codemix.errors import RunConfigChanged
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,7 @@ def stored(workdir) -> dict[str, str] | None:
 
 def store(workdir, bindings: dict[str, str]) -> None:
     path = epath.Path(workdir) / CONFIG_FILE
-    tmp = epath.Path(f"{path}.tmp")
-    tmp.write_text(json.dumps({"bindings": bindings}, indent=1, sort_keys=True))
-    tmp.replace(path)
+    storage.write_text(path, json.dumps({"bindings": bindings}, indent=1, sort_keys=True))
 
 
 def differences(old: dict[str, str], new: dict[str, str]) -> dict[str, list]:
@@ -161,9 +160,7 @@ def record_change(workdir, diff: dict[str, list], step: int | None, by: str) -> 
     lineage.setdefault("config_changes", []).append({
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "at_step": step, "allowed_by": by,
         "changes": {k: {"before": a, "after": b} for k, (a, b) in diff.items()}})
-    tmp = epath.Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(lineage, indent=2))
-    tmp.replace(path)
+    storage.write_text(path, json.dumps(lineage, indent=2))
 
 
 _LENGTH_HINT = (" (A run's length is its schedule's length; to be able to extend a run, set train.schedule_steps "

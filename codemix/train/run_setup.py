@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -166,8 +165,9 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
     with clock.phase("startup"):
         info = model_info(cfg, seq_len)
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-                f.write(gin.operative_config_str())
+            from codemix import storage
+
+            storage.path(workdir, "operative_config.gin").write_text(gin.operative_config_str())
             run_info = {
                 "train_steps": train_steps,
                 "token_budget": a["token_budget"],
@@ -184,8 +184,7 @@ def set_up(workdir: str, a: dict, clock: PhaseClock) -> RunSetup:
                 "devices": jax.device_count(),
                 "processes": jax.process_count(),
             }
-            with open(os.path.join(workdir, "run_info.json"), "w") as f:
-                json.dump(run_info, f, indent=2)
+            storage.path(workdir, "run_info.json").write_text(json.dumps(run_info, indent=2))
         peak, peak_source = _peak(a["peak_flops"])
     return RunSetup(cfg, mesh, iterator, train_steps, layout, ckpt, state, meta, start, jitted, heldout,
                     info, peak, peak_source)

@@ -14,8 +14,13 @@ log = logging.getLogger(__name__)
 
 def ensure_directory(workdir, what: str = "workdir") -> None:
     """Create `workdir` if missing; WorkdirError if it (or a parent) is a file."""
+    from codemix import storage
+
+    storage.check(workdir)  # a gs:// bucket that can't be used: one StorageError, before gcsfs would create it
     path = epath.Path(workdir)
-    for p in (path, *path.parents):
+    # on a URL the parents end at the bucket (gs://b, not gs:// or /)
+    parents = [p for p in path.parents if not storage.is_url(workdir) or storage.bucket_of(p)]
+    for p in (path, *parents):
         if p.exists() and not p.is_dir():
             raise WorkdirError(f"{what} {workdir}: {p} is a file, not a directory; pass another --workdir, "
                                f"or move the file away.")
