@@ -219,6 +219,9 @@ def _scale(args, data) -> int:
         return 0
     print(f"{data.name}: {len(f)} finished runs at sizes {[f'{s:.3g}' for s in out['sizes']]}; {form} law "
           f"(Shukor et al. 2025), {args.resamples} bootstrap laws; 95% intervals")
+    if len(out["sizes"]) < 3:
+        print("  (leave-one-size-out errors need three sizes: with two, neither form can be checked on a size it "
+              "did not see)")
     for t, r in out["targets"].items():
         print(f"\n{t}: RMSE {_fmt(r['rmse'])}, leave-one-size-out RMSE {_fmt(r['loo_rung'])} (other forms: "
               + ", ".join(f"{f} {_fmt(v) if isinstance(v, float) else v}" for f, v in r["loo_other"].items())
