@@ -124,10 +124,11 @@ def _examples(data: ExperimentData, runs: pd.DataFrame, target: str) -> tuple[pd
     ex = data.examples
     bench = metric = None
     if m := _HELDOUT.match(target):
-        bench, metric = f"heldout:{m.group(1)}", "bpb"
+        # Runs keep per-document bits per byte only: a held-out loss target is ranked per run.
+        bench, metric = (f"heldout:{m.group(1)}", "bpb") if m.group(2) == "bpb" else (None, None)
     elif "/" in target:
         bench, metric = target.rsplit("/", 1)
-    if len(ex) and bench is not None and metric == ("bpb" if target.endswith("/bpb") else metric):
+    if len(ex) and bench is not None:
         sub = ex[(ex["benchmark"] == bench) & (ex["metric"] == metric) & ex["run"].isin(runs["run"])]
         if set(sub["run"]) == set(runs["run"]) and len(sub):
             t = sub.merge(runs[["run", "rung", "mixture", "seed"]], on="run")
