@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -21,6 +22,7 @@ from codemix.analysis import ladder_analysis as la
 from codemix.analysis import law_experiment as le
 from codemix.analysis import scale_law as sl
 from codemix.analysis.load import ExperimentData
+from codemix.analysis.plots import _save
 from codemix.errors import LawError
 
 log = logging.getLogger(__name__)
@@ -192,8 +194,7 @@ def _plot_curves(laws, f: pd.DataFrame, data: ExperimentData, img_dir) -> str | 
         ax.set_title(f"{t} ({law_form} law, lines at the median tokens/param)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    img_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(img_dir / "ladder_curves.png", dpi=110)
+    _save(fig, epath.Path(img_dir) / "ladder_curves.png")
     return "ladder_curves.png"
 
 
@@ -226,6 +227,5 @@ def _plot_optimum(laws, f: pd.DataFrame, img_dir) -> str | None:
     ax.set_ylabel(f"optimal {fam} share (95%)")
     ax.set_title("optimum of the summed bits per byte; grey lines: rungs", fontsize=8)
     ax.legend(fontsize=7)
-    img_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(img_dir / "ladder_optimum.png", dpi=110)
+    _save(fig, epath.Path(img_dir) / "ladder_optimum.png")
     return "ladder_optimum.png"
