@@ -237,3 +237,26 @@ def write_scale_proposal(path, opt: sl.ScaleOptimum, laws: dict, objective: str,
     side_path = path.with_name(name + SCALE_SIDECAR)
     side_path.write_text(json.dumps(side, indent=2))
     return path, side_path
+
+
+def variant_laws(data: ExperimentData, targets: Sequence[str], runs: pd.DataFrame | None = None,
+                 resamples: int = 200) -> pd.DataFrame:
+    """Per target and mixture: L(N, D) = E + A/N^alpha + B/D^beta fitted to that mixture's finished runs,
+    its exponents and E with 95% intervals, or why it could not be fitted (one row each, never dropped)."""
+    runs = ladder_runs(data) if runs is None else runs
+    f = finished(runs).reset_index(drop=True)
+    rows = []
+    for t in targets:
+        y = le.target_values(data, f["run"], t)
+        for m in dict.fromkeys(runs["mixture"]):
+            sel = (f["mixture"] == m).to_numpy()
+            row = {"target": t, "mixture": m, "runs": int(sel.sum())}
+            try:
+                law = sl.fit_variant(f["N"][sel], f["D"][sel], y[sel], resamples, t)
+            except LawError as e:
+                rows.append({**row, "law": f"not fitted: {e}"})
+                continue
+            iv = law.param_intervals()
+            rows.append({**row, "law": "; ".join(f"{k} {v:.3g} [{lo:.3g}, {hi:.3g}]" for k, (v, lo, hi) in iv.items()
+                                                  if k in ("E", "alpha", "beta")), "RMSE": law.rmse})
+    return pd.DataFrame(rows)

@@ -89,6 +89,10 @@ def section(data: ExperimentData, img_dir, markdown_table, resamples: int = 300)
                   markdown_table(table, floats={c: _fmt for c in ("decision accuracy", "low", "high")}), ""]
         lines += _signal_lines(data, f, t, markdown_table), ""
     lines += _law_lines(laws, f, markdown_table)
+    per = la.variant_laws(data, targets, runs, min(resamples, 200))
+    lines += ["", ("Per mixture, L(N, D) = E + A/N^α + B/D^β (OLMo's ladder form; E and the exponents with 95% "
+                   "bootstrap intervals; it needs 6 distinct (N, D) cells, e.g. 3 sizes x 2 budgets):"), "",
+              markdown_table(per, floats={"RMSE": lambda v: _fmt(v, "{:.4f}")})]
     png = _plot_curves(laws, f, data, img_dir)
     lines += ["", f"![metric against compute](report/{png})" if png else "_Metric-against-compute plot not drawn._"]
     png = _plot_optimum(laws, f, img_dir)

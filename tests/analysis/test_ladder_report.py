@@ -123,6 +123,8 @@ def test_report_section_on_a_ladder_with_a_failed_rung(tmp_path):
     assert 0 <= row["low"] <= row["decision accuracy"] <= row["high"] <= 1 and row["pairs"] == 10
     assert (tmp_path / "img" / "ladder_curves.png").exists() and (tmp_path / "img" / "ladder_optimum.png").exists()
     assert "law from smaller sizes" in text
+    per = la.variant_laws(data, ["val/text/bpb"], resamples=30).set_index("mixture")
+    assert per.loc["code_p0", "runs"] == 14 and "alpha" in per.loc["code_p0", "law"]
 
 
 MICRO_LADDER = """\
