@@ -132,3 +132,56 @@ def test_readme_and_ci_build_llama_cpp_portably_without_amx():
     assert test_command.startswith(f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}" pip install ') and "pytest" in test_command
     assert test_command in (CHECKOUT / ".ci" / "run").read_text()
     assert f'"llama-cpp-python=={LLAMA_CPP_VERSION}"' in (CHECKOUT / "setup.py").read_text()
+
+
+def _lock() -> dict[str, str]:
+    import re
+
+    out = {}
+    for line in (CHECKOUT / "requirements-lock.txt").read_text().splitlines():
+        m = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def test_lock_pins_every_requirement_within_setup_pys_bounds_and_is_what_is_installed():
+    """requirements-lock.txt (.ci/lock.sh) covers setup.py's core, [test] and [tpu]
+    requirements with versions inside their bounds, and this environment, which the
+    tests run in, has exactly the locked versions: the lock is what was tested."""
+    import ast
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    lock = _lock()
+    tree = ast.parse((CHECKOUT / "setup.py").read_text())
+    core = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "CORE")
+    extras = next(k.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+                  for k in n.keywords if k.arg == "extras_require")
+    specs = ast.literal_eval(core) + [r for name, reqs in ast.literal_eval(extras).items()
+                                      if name in ("test", "tpu") for r in reqs]
+    for spec in specs:
+        req = Requirement(spec)
+        name = req.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is not in requirements-lock.txt: run .ci/lock.sh"
+        assert req.specifier.contains(lock[name], prereleases=True), (spec, lock[name])
+        # setup.py's lower bounds are tested versions: the locked one, not an older one.
+        lower = [s.version for s in req.specifier if s.operator in (">=", "==")]
+        assert not lower or lower[0] == lock[name], f"{spec}: the tested version is {lock[name]}"
+    for name, pinned in lock.items():
+        try:
+            got = version(name)
+        except PackageNotFoundError:
+            continue  # e.g. libtpu where jax[tpu] is not installed
+        assert got == pinned, f"{name} {got} is installed, the lock says {pinned}: run .ci/lock.sh"
+
+
+def test_ci_and_launchers_install_with_the_lock():
+    run = (CHECKOUT / ".ci" / "run").read_text()
+    assert 'export PIP_CONSTRAINT="$PWD/requirements-lock.txt' in run
+    assert run.index("PIP_CONSTRAINT") < run.index("pip install --no-warn-conflicts")
+    from codemix.launch.tpu import TpuJob
+
+    install = " ".join(TpuJob(name="x", zone="z", accelerator="v4-8").install()[0])
+    assert "-c requirements-lock.txt" in install

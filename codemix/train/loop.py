@@ -4,8 +4,8 @@ checkpoints out, and a clean stop on SIGTERM/SIGINT.
 Stop signals and time-based checkpoints. A signal only sets a flag. After
 dispatching each step, every process asks whether any process wants to stop
 or (process 0's clock, `checkpoint_every_minutes`) to checkpoint, and all of
-them get the same answer at the same step (stop.py: on several processes two
-small host-side RPCs per step, no device sync). A signal that arrives during
+them get the same answer at the same step (stop.py: on several processes one
+tiny all-gather per step). A signal that arrives during
 step k leads to a checkpoint of step k (or k+1, when it arrived after step
 k's question) on every host, then the run stops. A second signal gives up at
 once.
@@ -101,7 +101,6 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
             stop["step"] = step + 1  # the step a signal arrives in (the handler logs it)
             state, step_metrics = s.step_fn(state, global_batch(local, batch_sh))
             step += 1
-            # Asked before anything below waits for a device (stop.py).
             wanted = agree.ask(step, bool(stop.get("stop")))
             stopping, timed = bool(wanted & STOP), bool(wanted & CHECKPOINT)
             if stopping and not stop.get("stop"):

@@ -6,15 +6,17 @@ every process, or the checkpoint's collectives would hang. The train loop asks
 after each step's dispatch, so a signal costs at most the step it arrived in:
 
 - One process: the local flag and clock are the answer; nothing is exchanged.
-- Several processes: a process that wants an action writes it into the
-  jax.distributed key-value store under this step's key, then every process
-  waits at this step's barrier and reads the step's keys. A process sets a key
-  of step n only before its barrier n, so after barrier n every process reads
-  the same keys and takes the same decision. The cost is two small RPCs to the
-  coordinator per step, on the host and without touching the devices (no
-  device sync: steps keep running ahead asynchronously). The loop asks right
-  after dispatching a step and before anything that waits for a device, so no
-  process can wait in the barrier for a process that waits for its device.
+- Several processes: each process's wish (a bit mask) goes into one small
+  all-gather (`multihost_utils.process_allgather`), the same collective on
+  every process at every step, launched after the step, so every process
+  reads the same masks and takes the same decision. Its cost is one tiny
+  collective and one host wait for the step per step (the host no longer
+  dispatches the next step while the current one runs; its data and
+  dispatch time, milliseconds, against steps of seconds at paper scale).
+  A host-side barrier through the jax.distributed key-value store was tried
+  first and deadlocked on CPU: a process blocked in the runtime's Execute
+  while the other waited at the barrier; a collective keeps the stop
+  question in the devices' own order.
 
 Only process 0's clock decides a time-based checkpoint (the clocks of
 different hosts would disagree by a step). JAX's own preemption service (its
@@ -25,23 +27,18 @@ before the loop would be lost.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import signal
 import time
 
 import jax
+import numpy as np
 
 from codemix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 STOP, CHECKPOINT = 1, 2
-# A barrier waits for the slowest process to finish its step's host work (process 0
-# writes metrics and held-out files, the first step compiles); a dead process is
-# caught sooner by jax.distributed's own heartbeat.
-BARRIER_TIMEOUT_S = 6 * 3600
-_loops = itertools.count()  # one experiment process runs many loops: barrier names never repeat
 
 
 @contextlib.contextmanager
@@ -67,12 +64,6 @@ def stop_on_signals(flag: dict):
             signal.signal(sig, h if h is not None else signal.SIG_DFL)
 
 
-def _client():
-    from jax._src import distributed
-
-    return distributed.global_state.client
-
-
 class StepAgreement:
     """ask(step, stop) -> STOP|CHECKPOINT bits, equal on every process (module docstring)."""
 
@@ -82,9 +73,8 @@ class StepAgreement:
                              f"number of minutes, or None for step-based checkpoints only.")
         self.every_s = None if checkpoint_every_minutes is None else 60.0 * checkpoint_every_minutes
         self.last_save = time.monotonic()
-        self.prefix = f"codemix/steps{next(_loops)}"
-        self.client = _client() if jax.process_count() > 1 else None
-        self.seconds = 0.0  # time spent agreeing, for the log
+        self.several = jax.process_count() > 1
+        self.seconds = 0.0  # time spent agreeing (waiting for the step included), for the log
         self.asked = 0
 
     def saved(self) -> None:
@@ -100,16 +90,12 @@ class StepAgreement:
 
     def ask(self, step: int, stop: bool) -> int:
         bits = self._wanted(stop)
-        if self.client is None:
+        if not self.several:
             return bits
+        from jax.experimental import multihost_utils
+
         start = time.perf_counter()
-        key = f"{self.prefix}/{step}"
-        if bits:
-            self.client.key_value_set(f"{key}/{jax.process_index()}", str(bits))
-        self.client.wait_at_barrier(key, BARRIER_TIMEOUT_S * 1000)
-        agreed = 0
-        for _, value in self.client.key_value_dir_get(f"{key}/"):
-            agreed |= int(value)
+        agreed = int(np.bitwise_or.reduce(np.asarray(multihost_utils.process_allgather(np.int32(bits))).ravel()))
         self.seconds += time.perf_counter() - start
         self.asked += 1
         return agreed
