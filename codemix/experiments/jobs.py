@@ -58,11 +58,11 @@ def plan_differences(old: list[dict], new: list[dict]) -> list[str]:
     """What changed between two plans: runs added or removed, and changed fields of the others."""
     a, b = {r["run"]: r for r in old}, {r["run"]: r for r in new}
     out = [f"run {n} is new" for n in b if n not in a] + [f"run {n} is no longer planned" for n in a if n not in b]
-    for n in a:
+    for n, old_row in a.items():
         if n in b:
-            for k in sorted(set(a[n]) | set(b[n])):
-                if a[n].get(k) != b[n].get(k):
-                    out.append(f"run {n}: {k} {a[n].get(k)!r} -> {b[n].get(k)!r}")
+            for k in sorted(set(old_row) | set(b[n])):
+                if old_row.get(k) != b[n].get(k):
+                    out.append(f"run {n}: {k} {old_row.get(k)!r} -> {b[n].get(k)!r}")
     return out
 
 
@@ -120,7 +120,7 @@ def _sbatch() -> str:
 
 def _alive(job_id: str) -> bool:
     """True while SLURM still has the job queued, running or requeued."""
-    out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True)
+    out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, check=False)
     return out.returncode == 0 and bool(out.stdout.strip())
 
 
@@ -162,7 +162,7 @@ def submit_slurm(gin_file: str, workdir: str, rows: list[dict], *, gin_params: S
             epath.Path(job_args["log_dir"]).mkdir(parents=True, exist_ok=True)
         else:
             os.makedirs(job_args["log_dir"], exist_ok=True)
-        out = subprocess.run([sbatch, "--parsable", *deps], input=text, capture_output=True, text=True)
+        out = subprocess.run([sbatch, "--parsable", *deps], input=text, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise ExperimentError(f"sbatch refused the job of run {name}: {out.stderr.strip()}\nFix the job "
                                   f"settings (--partition, --gpus_per_node, --cpus_per_task, --time) and submit "

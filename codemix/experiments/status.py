@@ -90,7 +90,7 @@ def format_status(doc: dict) -> str:
     lines = [head, "-" * len(head)]
     for r in doc["runs"]:
         beat = "-" if r["heartbeat_s_ago"] is None else f"{r['heartbeat_s_ago']:.0f} s ago"
-        lines.append(f"{r['state']:12s} {str(r['job_id'] or '-'):>8s} {r['step']:>6d}/{r['steps']:<6d} "
+        lines.append(f"{r['state']:12s} {r['job_id'] or '-'!s:>8s} {r['step']:>6d}/{r['steps']:<6d} "
                      f"{r['tokens'] or 0:10.3g} {beat:>10s}  {r['run']}")
     counts: dict[str, int] = {}
     for r in doc["runs"]:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
-import numpy as np
 
 from codemix.train import checkpointing
 from codemix.train.metrics import MetricWriter
