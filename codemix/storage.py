@@ -36,6 +36,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
@@ -90,7 +91,7 @@ def write_text(file, text: str) -> None:
     if is_url(file):
         file.write_text(text)
         return
-    tmp = path(f"{file}.tmp")
+    tmp = path(f"{file}.{os.getpid()}.{threading.get_ident()}.tmp")  # two writers never share one
     tmp.write_text(text)
     os.replace(os.fspath(tmp), os.fspath(file))
 

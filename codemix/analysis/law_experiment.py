@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from etils import epath
 from scipy import stats as sps
 
 from codemix.analysis import mixture_law as ml
@@ -222,7 +223,7 @@ def _rounded(shares: Mapping[str, float], digits: int = 4) -> dict[str, float]:
 def write_proposal(path: str | Path, shares: Mapping[str, float], laws: Mapping[str, ml.Law], objective: str,
                    experiment: str, kind: str = "optimum", optimum=None) -> tuple[Path, Path]:
     """Write mixture gin `path` (its stem is the mixture name) and its prediction sidecar; returns both."""
-    path = Path(path)
+    path = epath.Path(path)  # a gs:// folder too
     name = path.stem
     if path.suffix != ".gin" or not _NAME.match(name):
         raise ml.LawError(f"{path}: write a .gin file whose name is an identifier (letters, digits, _).")
@@ -266,7 +267,7 @@ def find_proposals(data: ExperimentData, dirs: Sequence[Path] | None = None) -> 
     out = {}
     for mix in sorted(set(data.runs["mixture"].dropna().astype(str))):
         for d in dirs:
-            p = Path(d) / f"{mix}{SIDECAR}"
+            p = epath.Path(d) / f"{mix}{SIDECAR}"
             if p.exists():
                 out[mix] = json.loads(p.read_text())
                 break

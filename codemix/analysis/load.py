@@ -234,6 +234,9 @@ def _chains(plan: list[dict], lineages: dict[str, dict], bindings: dict[str, dic
 
 def load_experiment(path: str | Path) -> ExperimentData:
     """Read experiment directory `path` (see the module docstring for the tables)."""
+    from codemix import storage
+
+    storage.check(path)  # a gs:// bucket that can't be used: one StorageError
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"experiment directory {root} does not exist; pass the --workdir "

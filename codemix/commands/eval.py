@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import time
 
 # Kept here (not imported from codemix.eval.tasks, which loads seqio and
@@ -104,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
     # Finished benchmarks are kept in <output>.parts/ so a long evaluation
     # that is interrupted resumes with the next unfinished benchmark.
     parts_dir = args.output + ".parts"
-    if args.no_resume and os.path.isdir(parts_dir):
-        shutil.rmtree(parts_dir)
-    parts_key = {"checkpoint": os.path.abspath(info.path), "step": info.step,
+    from codemix import storage
+    from codemix.train.checkpointing import absolute
+
+    if args.no_resume and storage.path(parts_dir).is_dir():
+        storage.path(parts_dir).rmtree()
+    parts_key = {"checkpoint": absolute(info.path), "step": info.step,
                  "num_shots": args.num_shots, "fewshot_seed": args.fewshot_seed,
                  "num_samples": args.num_samples, "temperature": args.temperature}
     out = Evaluator(cfg, params, vocab, settings, sandbox).run_full(
@@ -133,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     write_results(args.output, records, meta, per_example)
     if args.save_details:
-        with open(args.save_details, "w") as f:
-            json.dump(details, f, indent=1)
+        storage.path(absolute(args.save_details)).write_text(json.dumps(details, indent=1))
     print(format_table(records))
     log.info("wrote %d records to %s (%.1fs)", len(records), args.output, meta["total_seconds"])
     return 0

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,18 @@ def run(args: argparse.Namespace) -> int:
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch_size,
                                     temperature=args.temperature, seed=args.seed)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge request otherwise
-    cache_dir = args.cache_dir or os.path.abspath(args.output) + ".cache"
+    from codemix import storage
+    from codemix.train.checkpointing import absolute
+
+    cache_dir = args.cache_dir or absolute(args.output) + ".cache"  # may be gs:// (codemix/storage.py)
     try:
         with contextlib.ExitStack() as stack:
             url, model = args.judge_url, args.judge_model
             if args.local_judge:
-                os.makedirs(cache_dir, exist_ok=True)
-                server = stack.enter_context(local_llama_server(smollm2_gguf(), os.path.join(cache_dir, "server.log")))
+                # the server's own log is a local file it writes itself: beside a local cache, else in tmp
+                log_dir = tempfile.gettempdir() if storage.is_url(cache_dir) else cache_dir
+                os.makedirs(log_dir, exist_ok=True)
+                server = stack.enter_context(local_llama_server(smollm2_gguf(), os.path.join(log_dir, "server.log")))
                 url, model = server.url, args.judge_model or "smollm2-135m-instruct"
             judge = JudgeConfig(base_url=url, model=model, api_key_env=args.judge_api_key_env,
                                 timeout_s=args.timeout, max_retries=args.max_retries,
@@ -89,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"codemix judge: {e}")
         return 1
     if args.save_details:
-        with open(args.save_details, "w") as f:
-            json.dump(result["details"], f, indent=1)
+        storage.path(absolute(args.save_details)).write_text(json.dumps(result["details"], indent=1))
     print(format_table(result["records"]))
     c = result["meta"]["counts"]
     print(f"pairs {c['pairs']} (valid {c['valid_pairs']}, invalid {c['invalid_pairs']}, inconsistent "

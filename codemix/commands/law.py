@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
+
+from etils import epath
 
 
 def _bound(text: str) -> tuple[str, tuple[float, float]]:
@@ -144,7 +145,7 @@ def _propose(args, data) -> int:
     for t, law in bad.items():
         print(f"warning: proposing from a law that does not fit {t} (--force): {law.fit_summary()}")
     opt = mo.optimum(laws, obj, dict(args.bound))
-    out = Path(args.output)
+    out = epath.Path(args.output)  # a gs:// experiment folder too
     gin_path, side = le.write_proposal(out, opt.as_dict(), laws, str(obj), str(data.root), "optimum", opt)
     print(f"wrote {gin_path} (and {side.name}): optimum of '{obj}' at "
           + ", ".join(f"{f} {s:.3f}" for f, s in opt.as_dict().items() if s > 0))

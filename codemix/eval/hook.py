@@ -18,7 +18,6 @@ bound. Code benchmarks in the hook need bubblewrap like everywhere else.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import gin
@@ -56,10 +55,12 @@ class EvalHook:
 
     def __call__(self, step: int, state: dict, cfg, workdir: str) -> dict:
         evaluator = Evaluator(cfg, state["params"], self._vocabulary(), self.settings)
-        run = os.path.basename(os.path.abspath(workdir))
+        from codemix import storage
+
+        run = storage.path(workdir).name
         out = evaluator.run_full(self.names, self.limit, run_name=run, step=int(step))
         if jax.process_index() == 0:
-            write_results(os.path.join(workdir, "eval", f"step_{int(step)}.json"), out.records,
+            write_results(str(storage.path(workdir, "eval", f"step_{int(step)}.json")), out.records,
                           {"source": "EvalHook", "limit": self.limit, "seconds": out.seconds},
                           out.per_example)
         log.info("eval hook at step %d took %.1fs", step, sum(out.seconds.values()))

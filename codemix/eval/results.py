@@ -12,7 +12,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,14 +63,13 @@ def _part_key(key: dict | None, limit: int | None) -> dict:
 
 def save_part(parts_dir: str, result: BenchmarkResult, key: dict | None, limit: int | None) -> None:
     """One finished benchmark's per-example scores (see `Evaluator.run`)."""
-    os.makedirs(parts_dir, exist_ok=True)
+    from codemix import storage
+
+    storage.path(parts_dir).mkdir(parents=True, exist_ok=True)
     doc = {"key": _part_key(key, limit), "benchmark": result.benchmark.name, "seconds": result.seconds,
            "per_example": {m: v.tolist() for m, v in result.per_example.items()},
            "ids": [str(i) for i in result.ids], "details": result.details}
-    path = os.path.join(parts_dir, f"{result.benchmark.name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(doc, f, default=_jsonable)
-    os.replace(path + ".tmp", path)
+    storage.write_text(storage.path(parts_dir, f"{result.benchmark.name}.json"), json.dumps(doc, default=_jsonable))
 
 
 def _jsonable(x):
@@ -85,11 +83,12 @@ def _jsonable(x):
 def load_part(parts_dir: str, name: str, key: dict | None, limit: int | None) -> BenchmarkResult | None:
     """The saved result of `name` if it was made with the same key, else None
     (a part made with other settings is ignored and later overwritten)."""
-    path = os.path.join(parts_dir, f"{name}.json")
-    if not os.path.exists(path):
+    from codemix import storage
+
+    path = storage.path(parts_dir, f"{name}.json")
+    if not path.exists():
         return None
-    with open(path) as f:
-        doc = json.load(f)
+    doc = json.loads(path.read_text())
     if doc.get("key") != json.loads(json.dumps(_part_key(key, limit))):
         log.info("%s: ignoring %s, made with other settings", name, path)
         return None
@@ -126,7 +125,11 @@ def write_results(path: str, records: list[dict], meta: dict | None = None,
     plus "per_example": {benchmark: {"ids": [str], metric: [float]}} when
     given (`EvalOutput.per_example`; one line per benchmark, as the lists
     hold up to 10k values)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    from codemix import storage
+    from codemix.train.checkpointing import absolute
+
+    path = absolute(path)  # a URL stays a URL
+    storage.path(path).parent.mkdir(parents=True, exist_ok=True)
     doc = {"schema_version": SCHEMA_VERSION,
            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "meta": meta or {}, "records": records}
@@ -134,10 +137,7 @@ def write_results(path: str, records: list[dict], meta: dict | None = None,
     if per_example is not None:
         lines = [f" {json.dumps(b)}: {json.dumps(v)}" for b, v in per_example.items()]
         text = text[:-2] + ',\n "per_example": {\n' + ",\n".join(lines) + "\n }\n}"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    storage.write_text(path, text)
 
 
 def format_table(records: list[dict]) -> str:

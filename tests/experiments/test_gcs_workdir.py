@@ -206,3 +206,30 @@ def test_metrics_lines_accumulate_in_a_bucket_object(gcs):
     again.write('{"step": 3}\n')
     assert read_metrics("gs://bucket/run") == [{"step": 1}, {"step": 2}, {"step": 3}]
     assert (gcs.root / "bucket" / "run" / "metrics.jsonl").read_text().count("\n") == 3
+
+
+def test_eval_reads_a_run_in_a_bucket_and_writes_its_results_there(gcs, tmp_path):
+    from codemix.eval import loading
+    from codemix.model import decoder
+    from tests.eval.test_cli import CFG, MODEL_GIN, run_cli
+
+    run = "gs://bucket/exp/runs/r"
+    epath.Path(run).mkdir(parents=True, exist_ok=True)
+    epath.Path(f"{run}/operative_config.gin").write_text(MODEL_GIN + "make_train_iterator.mixture = 'local_text'\n")
+    params = decoder.init_params(CFG)
+    saver = ocp.StandardCheckpointer()
+    saver.save(f"{run}/checkpoints/5/params", params)  # TensorStore writes into the bucket
+    saver.wait_until_finished()
+
+    cfg, loaded, _, info = loading.load_model_for_eval(run)  # `codemix eval --checkpoint gs://...`
+    assert cfg == CFG and info.step == 5 and info.run == "r" and info.path == run
+    for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    out = f"{run}/eval/copa.json"
+    assert run_cli(["--checkpoint", run, "--benchmarks", "copa", "--limit", "2", "--output", out]) == 0
+    doc = json.loads(epath.Path(out).read_text())
+    assert doc["meta"]["checkpoint"] == run and {r["benchmark"] for r in doc["records"]} == {
+        "copa", "category:reasoning"}
+    assert json.loads(epath.Path(f"{out}.parts/copa.json").read_text())["ids"] == ["0", "1"]
+    assert (gcs.root / "bucket" / "exp" / "runs" / "r" / "eval" / "copa.json").is_file()
+    _no_gs_folder(tmp_path, REPO, Path.cwd())

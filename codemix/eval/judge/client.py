@@ -196,8 +196,10 @@ class JudgeClient:
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self.requests_sent = 0  # HTTP attempts, including retries
         self._lock = threading.Lock()
-        if config.cache_dir:
-            os.makedirs(config.cache_dir, exist_ok=True)
+        if config.cache_dir:  # a local folder or a gs:// URL (codemix/storage.py)
+            from codemix import storage
+
+            storage.path(config.cache_dir).mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
         self._http.close()
@@ -221,7 +223,7 @@ class JudgeClient:
         if not self.config.cache_dir:
             return None
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        return os.path.join(self.config.cache_dir, f"{key}.json")
+        return f"{self.config.cache_dir.rstrip('/')}/{key}.json"
 
     # ------------------------------------------------------------ transport
     def _post(self, payload: dict) -> dict:
@@ -260,19 +262,17 @@ class JudgeClient:
     def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         payload = self._payload(build_messages(question, answer_a, answer_b))
         path = self._cache_path(payload)
-        if path and os.path.isfile(path):
+        from codemix import storage
+
+        if path and storage.path(path).is_file():
             try:
-                with open(path) as f:
-                    d = json.load(f)
+                d = json.loads(storage.path(path).read_text())
                 return Judgment(d["verdict"], d["source"], d["text"], d.get("probs"), cached=True)
             except (ValueError, KeyError):
                 log.warning("ignoring unreadable cache entry %s", path)
         judgment = parse_response(self._post(payload))
         if path:
-            tmp = f"{path}.{threading.get_ident()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(judgment.to_json(), f)
-            os.replace(tmp, path)
+            storage.write_text(path, json.dumps(judgment.to_json()))
         return judgment
 
     def judge_many(self, triples: Sequence[tuple[str, str, str]], progress: bool = False) -> list[Judgment]:
