@@ -140,8 +140,8 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
             local = next(iterator)
     profiler.stop(state)  # the run ended inside the window
     if agree.asked:
-        log.info("stop/checkpoint agreement: %.2f ms per step over %d steps", 1e3 * agree.seconds / agree.asked,
-                 agree.asked)
+        log.info("stop/checkpoint question: %.2f ms per step over %d steps (the wait for each step's end "
+                 "included)", 1e3 * agree.seconds / agree.asked, agree.asked)
     with clock.phase("checkpoint_wait"):
         s.ckpt.close()
     writer.close()
