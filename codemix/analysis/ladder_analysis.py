@@ -206,9 +206,10 @@ def write_scale_proposal(path, opt: sl.ScaleOptimum, laws: dict, objective: str,
     single-scale .law.json: a run of this mixture at the ladder's sizes is not the target it was predicted at)."""
     import datetime
     import json
-    from pathlib import Path
 
-    path = Path(path)
+    from etils import epath
+
+    path = epath.Path(path)  # a gs:// folder too
     name = path.stem
     if path.suffix != ".gin" or not re.match(r"^[A-Za-z_]\w*$", name):
         raise LawError(f"{path}: write a .gin file whose name is an identifier (letters, digits, _).")

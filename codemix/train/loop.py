@@ -23,13 +23,13 @@ Profiling. `profile_steps` traces the chosen steps on process 0 (profiling.py).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 import jax
+from etils import epath
 
 from codemix.train import checkpointing
 from codemix.train.metrics import MetricWriter
@@ -86,7 +86,7 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
     if show and jax.process_index() == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=train_steps, initial=s.start, desc=os.path.basename(workdir.rstrip("/")), unit="step")
+        bar = tqdm(total=train_steps, initial=s.start, desc=epath.Path(workdir).name, unit="step")
     stop: dict = {}
     agree = StepAgreement(checkpoint_every_minutes)
     step = s.start
