@@ -44,6 +44,9 @@ def add_cache_arguments(p: argparse.ArgumentParser) -> None:
     _add_runner_arguments(p, "DirectRunner", "DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
     p.add_argument("--overwrite", action="store_true",
                    help="rebuild task caches that exist (also ones made with another vocabulary).")
+    p.add_argument("--num_shards", type=int, default=None,
+                   help="shards per task split (default 512: 8 readers per host on a 64-host job); "
+                        "training's make_train_iterator.lanes must divide it.")
 
 
 def _settings(args: argparse.Namespace):
@@ -55,10 +58,13 @@ def _settings(args: argparse.Namespace):
     return dataclasses.replace(settings, options={**extra, **dict(settings.options)})
 
 
-def cache_mixture(mixture: str, root: str, settings, overwrite: bool = False) -> dict[str, str]:
+def cache_mixture(mixture: str, root: str, settings, overwrite: bool = False, num_shards: int | None = None,
+                  unit_documents: int | None = None) -> dict[str, str]:
     """Cache every family task of `mixture` under `root` with the run's
     vocabulary (pipeline.data_vocabulary) and corpus options (gin-bound
-    CorpusOptions); {task: "cached" | "up to date"}."""
+    CorpusOptions), `num_shards` shards per split and `unit_documents` raw
+    documents per Beam work item (cache.py defaults when None);
+    {task: "cached" | "up to date"}."""
     from codemix.data import cache, corpus, pipeline
 
     names, _ = pipeline.resolve_schedule(mixture)
@@ -67,11 +73,13 @@ def cache_mixture(mixture: str, root: str, settings, overwrite: bool = False) ->
         raise DataError(f"{mixture!r} reads tasks {other} that are not family tasks; only the family "
                         f"tasks {sorted(cache.TASKS)} have a tokenized cache.")
     vocab_file = pipeline.data_vocabulary(mixture).sentencepiece_model_file
-    return cache.build(names, root, vocab_file, corpus.CorpusOptions(), settings, overwrite=overwrite)
+    sizes = {k: v for k, v in (("num_shards", num_shards), ("unit_documents", unit_documents)) if v is not None}
+    return cache.build(names, root, vocab_file, corpus.CorpusOptions(), settings, overwrite=overwrite, **sizes)
 
 
 def cache(args: argparse.Namespace) -> dict[str, str]:
-    return cache_mixture(args.mixture, args.output, _settings(args), overwrite=args.overwrite)
+    return cache_mixture(args.mixture, args.output, _settings(args), overwrite=args.overwrite,
+                         num_shards=args.num_shards)
 
 
 def options_with_raw_paths(raw_path: list[str]):

@@ -15,15 +15,17 @@ index). Over any prefix of n rows each task's count is within one row of
 `rate * n`, so realised shares converge as 1/n instead of 1/sqrt(n), and the
 pattern is identical on every host and every restart.
 
-Host sharding (`shard_mode`):
-  "files": each host reads a disjoint shard of every task (seqio ShardInfo =
-           process index / count) and yields its batch_size / process_count
-           rows. Cheap; the union over hosts is the data, in another order than
-           one host would produce.
-  "rows":  every host builds the whole global stream and keeps its own slice of
-           rows of each global batch. N hosts then train on exactly the batches
-           one host would (used to prove multi-host equivalence), at the cost of
-           N-fold preprocessing.
+Lanes: the global batch is cut into `lanes` (R) lanes of batch_size / R
+consecutive rows. Lane l reads the documents of each task whose index in the
+task's unshuffled order is l mod R (seqio ShardInfo(l, R); from the cache,
+its shards l, l + R, ...: cache.py), packs them into its own per-task
+streams and mixes them by its rows of the global choice pattern (row c of
+global batch b comes from task pattern[b * batch_size + c], as for one long
+stream). A process of Q owns R / Q consecutive lanes, which are exactly its
+rows of every global batch, so it reads and tokenizes only its own lanes'
+documents, and the global batches depend on R but not on Q: 1, 2 or 4
+processes give the same global batches bit for bit (R is fixed for a run;
+the process count must divide it).
 
 Each task's packed stream repeats when it runs out (documents are permuted
 in windows with a stateless seed of (seed, pass, window), so every pass has
@@ -35,15 +37,24 @@ on (gin/mixtures: `schedule`); the choice pattern is then the concatenation
 of each phase's pattern, cut at the phase's first row
 (step * rows per step), so the switch happens exactly at that step.
 
-Resume: `BatchIterator.save(path)` writes the tf.data iterator state (a
-`tf.train.Checkpoint`, like T5X), so a restored iterator yields exactly the
-batches the uninterrupted one would have.
+Resume with any process count: the data position is global. A checkpoint
+holds each lane's tf.data iterator state (`lane_<l>/`, a
+`tf.train.Checkpoint`, written by the process that owns the lane) and
+`position.json`: the step, the lanes, batch size, sequence length, seed,
+schedule, the global rows consumed per source (counted from the pattern) and
+each task's corpus size and fingerprint. A run saved by P processes restores
+with Q: each process reads the states of the lanes it now owns, after the
+position is checked against this run's data (`BatchIterator.check_position`
+names what differs). It then yields exactly the global batches the
+uninterrupted run would have.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,8 +63,6 @@ import tensorflow as tf
 
 import gin
 from codemix.data.features import ROW_FEATURES, VECTOR_FEATURES  # noqa: F401  (the keys of every batch)
-
-SHARD_MODES = ("files", "rows")
 
 
 def _hide_accelerators_from_tf():
@@ -155,20 +164,55 @@ def _shared_vocabulary(names: Sequence[str]) -> seqio.Vocabulary:
     return vocab
 
 
+def rows_per_source(schedule: list[tuple[int, list[float]]], batch_size: int, pattern_length: int,
+                    step: int) -> list[int]:
+    """Global rows of each source in the first `step` batches: counted from
+    the choice pattern (whole periods times a period's counts plus the rest),
+    so any process knows the whole run's counts without seeing its rows."""
+    counts = np.zeros(len(schedule[0][1]), dtype=np.int64)
+    for i, (start, rates) in enumerate(schedule):
+        end = schedule[i + 1][0] if i + 1 < len(schedule) else None
+        if step <= start:
+            break
+        rows = ((min(step, end) if end is not None else step) - start) * batch_size
+        pattern = choice_pattern(rates, pattern_length)
+        full, rest = divmod(rows, pattern_length)
+        counts += full * np.bincount(pattern, minlength=len(counts))[: len(counts)]
+        counts += np.bincount(pattern[:rest], minlength=len(counts))[: len(counts)]
+    return [int(c) for c in counts]
+
+
+POSITION_FILE = "position.json"
+
+
 @dataclasses.dataclass
 class BatchIterator:
-    """Host-local batches as numpy dicts, with saveable position."""
+    """Host-local batches as numpy dicts, with a global, saveable position.
 
-    dataset: tf.data.Dataset
+    The global batch is cut into `lanes` lanes of `global_batch_size / lanes`
+    consecutive rows; each lane is its own tf.data pipeline over its own
+    documents (module doc), and this process owns `lane_datasets`' lanes
+    (`own_lanes`), whose rows are its rows of every global batch.
+    """
+
+    lane_datasets: list[tf.data.Dataset]
+    own_lanes: list[int]
+    lanes: int
     source_names: list[str]
     rates: list[float]
     local_batch_size: int
     global_batch_size: int
     sequence_length: int
     vocab_size: int
+    seed: int = 0
+    pattern_length: int = 100_000
     schedule: list[tuple[int, list[float]]] | None = None  # [(first step, rates)]
     # corpora.provenance of the sources: per family, its corpus fingerprint and declared sources
     corpora: dict | None = None
+    # per source: {"documents": count in the split read, "fingerprint": its corpus's} (family tasks only)
+    corpus_counts: dict | None = None
+    process_index: int = 0
+    step: int = 0  # global batches yielded (the same on every process)
 
     def rates_at(self, step: int) -> list[float]:
         """The requested token shares at optimizer step `step`."""
@@ -179,42 +223,117 @@ class BatchIterator:
         return current
 
     def __post_init__(self):
-        self._it = iter(self.dataset)
+        self._its = [iter(ds) for ds in self.lane_datasets]
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in next(self._it).items()}
+        parts = [next(it) for it in self._its]
+        self.step += 1
+        if len(parts) == 1:
+            return {k: v.numpy() for k, v in parts[0].items()}
+        return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+    def position(self) -> dict:
+        """The global data position: the same on every process and for any
+        process count (what a resume with another process count checks)."""
+        schedule = self.schedule or [(0, self.rates)]
+        return {
+            "step": self.step,
+            "lanes": self.lanes,
+            "global_batch_size": self.global_batch_size,
+            "sequence_length": self.sequence_length,
+            "seed": self.seed,
+            "sources": list(self.source_names),
+            "schedule": [[int(s), [float(r) for r in rates]] for s, rates in schedule],
+            "rows_per_source": rows_per_source(schedule, self.global_batch_size, self.pattern_length,
+                                               self.step),
+            "corpora": self.corpus_counts or {},
+        }
 
     def save(self, directory: str) -> None:
-        """Write the iterator state under `directory` (created if needed; a URL is
-        written through TF's ram:// filesystem, codemix/storage.py)."""
+        """Write this process's lanes' tf.data state under `directory`
+        (lane_<l>/), and from process 0 the global position (position.json)."""
         from codemix import storage
 
-        with storage.tf_writable(directory) as d:
-            tf.io.gfile.makedirs(d)
-            tf.train.Checkpoint(iterator=self._it).write(f"{d}/iterator")
+        for lane, it in zip(self.own_lanes, self._its):
+            # A URL is written through TF's ram:// filesystem (codemix/storage.py).
+            with storage.tf_writable(f"{directory}/lane_{lane:05d}") as d:
+                tf.io.gfile.makedirs(d)
+                tf.train.Checkpoint(iterator=it).write(f"{d}/iterator")
+        if self.process_index == 0:
+            (storage.path(directory) / POSITION_FILE).write_text(json.dumps(self.position(), indent=1))
+
+    def check_position(self, saved: dict, where: str) -> None:
+        """DataError naming what differs (and the fix) unless the position
+        `saved` (read from `where`) fits this iterator's data."""
+        from codemix.data.readers import DataError
+
+        fix = ("resume with the data configuration the run was started with (the same mixture, "
+               "batch size, sequence length, seed, make_train_iterator.lanes and corpora), or start "
+               "a new run from its weights with train.init_from")
+        ours = self.position()
+        for name, (theirs, mine) in {
+            "number of lanes (make_train_iterator.lanes)": (saved.get("lanes"), ours["lanes"]),
+            "global batch size": (saved.get("global_batch_size"), ours["global_batch_size"]),
+            "sequence length": (saved.get("sequence_length"), ours["sequence_length"]),
+            "data seed": (saved.get("seed"), ours["seed"]),
+            "sources": (saved.get("sources"), ours["sources"]),
+            "share schedule": (saved.get("schedule"), ours["schedule"]),
+        }.items():
+            if theirs != mine:
+                raise DataError(f"the data position in {where} was taken with {name} {theirs!r}, this "
+                                f"run has {mine!r}; {fix}.")
+        for task, had in (saved.get("corpora") or {}).items():
+            now = ours["corpora"].get(task)
+            if now is None:
+                continue
+            if had["fingerprint"] != now["fingerprint"]:
+                raise DataError(f"the data position in {where} was taken on another corpus of task {task!r} "
+                                f"(corpus fingerprint {had['fingerprint']}, now {now['fingerprint']}): its "
+                                f"rows consumed ({dict(zip(ours['sources'], saved.get('rows_per_source', [])))})"
+                                f" count documents of that corpus; {fix}.")
+            if now["documents"] < had["documents"]:
+                raise DataError(f"the data position in {where} was taken on {had['documents']} documents "
+                                f"of task {task!r}, the corpus now has {now['documents']} (fewer than the "
+                                f"position counts through); {fix}.")
 
     def restore(self, directory: str) -> None:
+        """Restore this process's lanes from `directory` (written by any
+        number of processes) after checking the position against this run."""
         from codemix import storage
+        from codemix.data.readers import DataError
 
-        with storage.tf_readable(directory) as d:
-            if not tf.io.gfile.exists(f"{d}/iterator.index"):
-                raise FileNotFoundError(
-                    f"no data iterator state at {directory}/iterator; the checkpoint was written without one "
-                    f"(or by a different number of processes)."
-                )
-            tf.train.Checkpoint(iterator=self._it).read(f"{d}/iterator").assert_consumed()
+        path = storage.path(directory) / POSITION_FILE
+        if not path.exists():
+            old = (storage.path(directory) / "process_0").exists()
+            raise DataError(
+                f"no data position ({POSITION_FILE}) in {directory}"
+                + ("; it holds per-process iterator states, written before data positions were global"
+                   if old else "") + "; start a new run from its weights with train.init_from.")
+        saved = json.loads(path.read_text())
+        self.check_position(saved, directory)
+        for lane, it in zip(self.own_lanes, self._its):
+            lane_dir = f"{directory}/lane_{lane:05d}"
+            with storage.tf_readable(lane_dir) as d:
+                if not tf.io.gfile.exists(f"{d}/iterator.index"):
+                    raise DataError(f"{lane_dir}/iterator: lane {lane}'s data state is missing from the "
+                                    f"checkpoint (incomplete copy?); restore the file or resume from an older "
+                                    f"step.")
+                tf.train.Checkpoint(iterator=it).read(f"{d}/iterator").assert_consumed()
+        self.step = int(saved["step"])
 
 
 def _task_documents(task: str, split: str, shard_info, cache_root: str | None = None) -> tf.data.Dataset:
-    """{"targets": int32 tokens + EOS} per document, unshuffled, one pass
-    (read from the tokenized cache under `cache_root` when given)."""
+    """{"targets": int32 tokens + EOS} per document, unshuffled, one pass:
+    the documents whose index mod `shard_info.num_shards` is its index, in
+    order (read from the tokenized cache under `cache_root` when given)."""
     if cache_root is not None:
         from codemix.data import cache
 
-        return cache.cached_documents(cache_root, task, split, shard_info)
+        eos = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary.eos_id
+        return cache.cached_documents(cache_root, task, split, shard_info, eos)
     return seqio.get_mixture_or_task(task).get_dataset(
         sequence_length=None,
         split=split,
@@ -295,9 +414,11 @@ def pattern_dataset(schedule: list[tuple[int, list[float]]], rows_per_step: int,
     return out
 
 
-def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocabulary) -> list[str | None]:
+def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocabulary,
+                 split: str) -> list[str | None]:
     """Per task: `cache_dir` where it holds the task's finished cache (its
-    fingerprint checked against this run), else None (tokenize on the fly)."""
+    fingerprint and shard list checked against this run), else None
+    (tokenize on the fly)."""
     if not cache_dir:
         return [None] * len(names)
     from codemix.data import cache, corpus
@@ -306,6 +427,7 @@ def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocab
     for name in names:
         if name in cache.TASKS and cache.is_cached(cache_dir, name):
             cache.check_fingerprint(cache_dir, name, vocab.sentencepiece_model_file, corpus.CorpusOptions())
+            cache.check_shards(cache_dir, name, split)
             roots.append(cache_dir)
         else:
             logging.getLogger(__name__).info("data: no tokenized cache of %s in %s; tokenizing on the fly",
@@ -314,26 +436,57 @@ def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocab
     return roots
 
 
-def _check_enough_documents(names: Sequence[str], split: str, process_count: int) -> None:
-    """Every host needs at least one document of each family task (an empty
-    shard would make its endless stream wait forever)."""
+def _corpus_counts(names: Sequence[str], split: str) -> dict:
+    """Per family task: its split's document count and corpus fingerprint."""
     from codemix.data import corpora, corpus, tasks
 
+    options = corpus.CorpusOptions()
+    out = {}
     for name in names:
         if name in tasks.TASKS:
             family = tasks.TASKS[name].family
-            n = corpora.stats(family, corpus.CorpusOptions())["documents"].get(split, 0)
-            if n < process_count:
-                raise ValueError(
-                    f"task {name!r} has {n} {split} documents for {process_count} processes; use "
-                    f"make_train_iterator.shard_mode='rows' or a larger corpus."
-                )
+            out[name] = {"documents": int(corpora.stats(family, options)["documents"].get(split, 0)),
+                         "fingerprint": options.fingerprint(family)}
+    return out
+
+
+def _check_enough_documents(counts: dict, split: str, lanes: int) -> None:
+    """Every lane needs at least one document of each family task (an empty
+    lane would make its endless stream wait forever)."""
+    for name, c in counts.items():
+        if c["documents"] < lanes:
+            raise ValueError(
+                f"task {name!r} has {c['documents']} {split} documents for {lanes} data lanes; set "
+                f"make_train_iterator.lanes to at most {c['documents']} (a divisor of the batch size) "
+                f"or use a larger corpus."
+            )
 
 
 def _corpora_provenance(names: Sequence[str]) -> dict:
     from codemix.data import corpora, corpus
 
     return corpora.provenance(names, corpus.CorpusOptions())
+
+
+DEFAULT_LANES = 512  # = cache.DEFAULT_SHARDS: 8 readers per host on a 64-host job
+
+
+def default_lanes(batch_size: int, fewest_documents: int | None = None) -> int:
+    """The most lanes a batch of `batch_size` rows and the default cache
+    allow, halved while a task has fewer documents than lanes (a local corpus
+    may have a handful): a power of two, so it divides the default shards."""
+    lanes = math.gcd(int(batch_size), DEFAULT_LANES)
+    while fewest_documents is not None and lanes > 1 and lanes > fewest_documents:
+        lanes //= 2
+    return lanes
+
+
+def _lane_pattern(schedule, batch_size: int, pattern_length: int, lane: int, rows: int) -> tf.data.Dataset:
+    """The sources of lane `lane`'s rows: rows lane*rows .. (lane+1)*rows - 1 of
+    every global batch of the global choice pattern."""
+    lo = lane * rows
+    return (pattern_dataset(schedule, batch_size, pattern_length).batch(batch_size, drop_remainder=True)
+            .map(lambda p: p[lo: lo + rows]).unbatch())
 
 
 @gin.configurable
@@ -343,7 +496,7 @@ def make_train_iterator(
     batch_size: int = 8,
     seed: int = 0,
     split: str = "train",
-    shard_mode: str = "files",
+    lanes: int | None = None,
     pattern_length: int = 100_000,
     shuffle_buffer: int = 1024,
     process_index: int | None = None,
@@ -359,11 +512,13 @@ def make_train_iterator(
       batch_size: global rows per step (all hosts together).
       seed: shuffling seed; the same seed gives the same batches.
       split: dataset split to read.
-      shard_mode: "files" (disjoint per-host reads) or "rows" (every host builds
-        the global stream; exact N-host == 1-host equivalence). See module doc.
+      lanes: data lanes (module doc): the global batches depend on it, the
+        process count does not; it must divide batch_size and the cache's
+        shard count, and the process count must divide it. None (default):
+        gcd(batch_size, 512), e.g. 8 for 8 rows, 512 for 1024 rows.
       pattern_length: rows in one period of the mixing pattern.
-      shuffle_buffer: documents held for shuffling per task (part of every
-        data-iterator checkpoint, so kept moderate).
+      shuffle_buffer: documents held for shuffling per lane and task (part of
+        every data checkpoint, so kept moderate).
       process_index, process_count: host identity (default: from jax).
       cache_dir: root of a tokenized cache (`codemix data cache`, local or
         gs://); tasks cached there are read from it (the same batches as
@@ -374,53 +529,59 @@ def make_train_iterator(
     import jax
 
     _hide_accelerators_from_tf()
-    if shard_mode not in SHARD_MODES:
-        raise ValueError(f"make_train_iterator.shard_mode={shard_mode!r}; use one of {SHARD_MODES}.")
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
-    if batch_size % process_count:
-        raise ValueError(
-            f"batch_size={batch_size} is not divisible by the {process_count} processes; "
-            f"set make_train_iterator.batch_size to a multiple of {process_count}."
-        )
-    local = batch_size // process_count
     names, schedule = resolve_schedule(mixture)
+    counts = _corpus_counts(names, split)
+    if lanes is None:
+        lanes = default_lanes(batch_size, min((c["documents"] for c in counts.values()), default=None))
+    lanes = int(lanes)
+    if lanes <= 0 or batch_size % lanes:
+        raise ValueError(f"make_train_iterator.lanes={lanes} does not divide batch_size={batch_size}; use a "
+                         f"divisor of the batch size (default: gcd(batch_size, {DEFAULT_LANES})).")
+    if lanes % process_count:
+        raise ValueError(
+            f"{process_count} processes can't share make_train_iterator.lanes={lanes} data lanes evenly; "
+            f"run a number of processes that divides {lanes} (the lanes are fixed for the run, the "
+            f"process count is not).")
+    local = batch_size // process_count
+    rows = batch_size // lanes
+    per_process = lanes // process_count
+    own = list(range(process_index * per_process, (process_index + 1) * per_process))
     rates = schedule[0][1]
     vocab = _shared_vocabulary(names)
-    vocab_size = vocab.vocab_size
-    roots = _cache_roots(names, cache_dir, vocab)
-    shard = None
-    if shard_mode == "files" and process_count > 1:
-        shard = seqio.ShardInfo(index=process_index, num_shards=process_count)
-    if shard is not None:
-        _check_enough_documents(names, split, process_count)
-    streams = [
-        packed_stream(_task_documents(t, split, shard, roots[i]), sequence_length, seed + 7919 * i, i,
-                      shuffle_buffer)
-        for i, t in enumerate(names)
-    ]
-    rows_per_step = batch_size if shard_mode == "rows" else local
-    if len(streams) == 1:
-        ds = streams[0]
-    else:
-        pattern = pattern_dataset(schedule, rows_per_step, pattern_length)
-        ds = tf.data.Dataset.choose_from_datasets(streams, pattern, stop_on_empty_dataset=False)
-    if shard_mode == "rows":
-        ds = ds.batch(batch_size, drop_remainder=True)
-        lo = process_index * local
-        ds = ds.map(lambda b: {k: v[lo : lo + local] for k, v in b.items()})
-    else:
-        ds = ds.batch(local, drop_remainder=True)
-    ds = ds.prefetch(2)
-    logging.getLogger(__name__).info("data: %s -> %s with rates %s", mixture, names, [round(r, 4) for r in rates])
+    roots = _cache_roots(names, cache_dir, vocab, split)
+    _check_enough_documents(counts, split, lanes)
+
+    def lane_dataset(lane: int) -> tf.data.Dataset:
+        streams = [
+            packed_stream(_task_documents(t, split, seqio.ShardInfo(index=lane, num_shards=lanes), roots[i]),
+                          sequence_length, seed + 7919 * i + 1_000_033 * lane, i, shuffle_buffer)
+            for i, t in enumerate(names)
+        ]
+        if len(streams) == 1:
+            ds = streams[0]
+        else:
+            pattern = _lane_pattern(schedule, batch_size, pattern_length, lane, rows)
+            ds = tf.data.Dataset.choose_from_datasets(streams, pattern, stop_on_empty_dataset=False)
+        return ds.batch(rows, drop_remainder=True).prefetch(2)
+
+    logging.getLogger(__name__).info("data: %s -> %s with rates %s; lanes %s of %d", mixture, names,
+                                     [round(r, 4) for r in rates], own, lanes)
     return BatchIterator(
-        dataset=ds,
+        lane_datasets=[lane_dataset(lane) for lane in own],
+        own_lanes=own,
+        lanes=lanes,
         source_names=names,
         rates=rates,
         local_batch_size=local,
         global_batch_size=batch_size,
         sequence_length=sequence_length,
-        vocab_size=vocab_size,
+        vocab_size=vocab.vocab_size,
+        seed=seed,
+        pattern_length=pattern_length,
         schedule=schedule,
         corpora=_corpora_provenance(names),
+        corpus_counts=counts,
+        process_index=process_index,
     )

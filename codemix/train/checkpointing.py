@@ -3,7 +3,8 @@
 Layout of `<workdir>/checkpoints/<step>/`:
   params/     the model parameters (Orbax PyTree; what other runs init from)
   opt_state/  optimizer state, for exact resume
-  data/       the tf.data iterator state, one file set per process
+  data/       the global data position (position.json) and each data lane's
+              tf.data state (lane_<l>/), restorable with any process count
   meta/       JSON: step, tokens seen, tokens and repeated rows per source
   checksums.json  size and SHA-256 of every file in the four folders above
 
@@ -30,6 +31,7 @@ every process deletes the same steps (Orbax's delete is collective).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -71,15 +73,17 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
-    """Saves each process's data iterator under data/process_<i>/ (T5X style)."""
+    """Saves the data position under data/: each process writes its own
+    lanes' states, process 0 the global position.json (pipeline.py), so a
+    run restores with another process count."""
 
     def save(self, directory: epath.Path, *args, **kwargs):
         a = kwargs.get("args", args[0] if args else None)
-        a.iterator.save(os.fspath(directory / f"process_{jax.process_index()}"))
+        a.iterator.save(os.fspath(directory))
 
     def restore(self, directory: epath.Path, *args, **kwargs):
         a = kwargs.get("args", args[0] if args else None)
-        a.iterator.restore(os.fspath(directory / f"process_{jax.process_index()}"))
+        a.iterator.restore(os.fspath(directory))
         return a.iterator
 
     def metadata(self, directory: epath.Path):
@@ -237,19 +241,17 @@ class Checkpointer:
             log.warning("checkpoint %s has no %s (written before checksums, or the job stopped "
                             "before hashing it); restoring it unverified.", step_dir, MANIFEST)
         try:
-            saved = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+            self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         except Exception as e:  # truncated JSON, missing folder, ...
             raise CorruptCheckpoint(f"{step_dir / 'meta'}: unreadable ({first_line(e)}).") from e
-        written_by = saved.get("process_count", 1)
-        readers = iterator.global_batch_size // iterator.local_batch_size
-        if written_by != readers:
-            # Parameters would reshard, but each process's data-iterator state
-            # (buffers included) belongs to that process.
-            raise ValueError(
-                f"checkpoint {step_dir} was written by {written_by} processes and "
-                f"this job has {readers}; relaunch with {written_by} processes to resume, "
-                f"or start a new run from its weights with train.init_from."
-            )
+        position = step_dir / "data" / "position.json"
+        if position.exists():
+            try:
+                saved = json.loads(position.read_text())
+            except ValueError as e:
+                raise CorruptCheckpoint(f"{position}: unreadable ({first_line(e)}).") from e
+            # A data position that doesn't fit this run's data is a config error, not corruption.
+            iterator.check_position(saved, os.fspath(position.parent))
         args = ocp.args.Composite(
             params=ocp.args.StandardRestore(_abstract(abstract_state["params"], shardings["params"])),
             opt_state=ocp.args.StandardRestore(

@@ -1,4 +1,5 @@
-"""Token-exact mixing, resume, host sharding and share schedules."""
+"""Token-exact mixing, resume, host sharding and share schedules (data lanes and
+resume with another process count: test_data_position.py)."""
 import json
 
 import numpy as np
@@ -105,17 +106,6 @@ def test_host_shards_are_disjoint_and_cover_the_data(data_env):
     parts = [docs(seqio.ShardInfo(index=i, num_shards=2)) for i in range(2)]
     assert not set(parts[0]) & set(parts[1])
     assert sorted(parts[0] + parts[1]) == sorted(everything)
-
-
-def test_rows_mode_hosts_split_the_single_host_batch(data_env):
-    one = _iterator("balanced", batch_size=4, shard_mode="rows")
-    hosts = [_iterator("balanced", batch_size=4, shard_mode="rows", process_index=i, process_count=2)
-             for i in range(2)]
-    for _ in range(2):
-        full = next(one)
-        halves = [next(h) for h in hosts]
-        for k in full:
-            np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), full[k])
 
 
 def test_share_schedule_switches_at_the_given_step(data_env):

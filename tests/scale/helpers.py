@@ -23,7 +23,6 @@ MULTIHOST = [
     "SEQ_LEN=32",
     "BATCH_SIZE=8",
     "make_schedule.warmup_steps=1",
-    "make_train_iterator.shard_mode='rows'",
     "train.log_every=1",
     "train.progress=False",
     "train.async_checkpoints=False",

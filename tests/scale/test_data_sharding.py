@@ -1,6 +1,6 @@
-"""Each host reads a disjoint shard of the data (make_train_iterator.shard_mode
-"files", the default): with 2 processes, process i reads the documents whose
-index in the task's (unshuffled) document order is congruent to i mod 2. The
+"""Each host reads a disjoint shard of the data (its data lanes, pipeline.py):
+with 2 lanes and 2 processes, process i reads the documents whose index in
+the task's (unshuffled) document order is congruent to i mod 2. The
 two document sets are disjoint and their union is the whole train split, and
 every row a host yields is cut from its own documents only."""
 import numpy as np
@@ -35,7 +35,7 @@ def test_each_host_rows_come_from_its_own_documents():
     checked = 0
     for host in range(2):
         it = make_train_iterator(mixture=TASK, sequence_length=64, batch_size=8, seed=0,
-                                 shard_mode="files", process_index=host, process_count=2)
+                                 lanes=2, process_index=host, process_count=2)
         assert it.local_batch_size == 4 and it.global_batch_size == 8
         for _ in range(5):
             batch = next(it)

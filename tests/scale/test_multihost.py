@@ -49,7 +49,7 @@ def _restore(workdir, mesh, process_index, process_count):
     layout = state_layout(MULTIHOST_CFG, optimizer, mesh)
     params, opt, shardings = layout.abstract_params, layout.abstract_opt_state, layout.shardings
     iterator = make_train_iterator(mixture="local_text", sequence_length=32, batch_size=8, seed=0,
-                                   shard_mode="rows", process_index=process_index,
+                                   process_index=process_index,
                                    process_count=process_count)
     ckpt = checkpointing.Checkpointer(str(workdir), 100, 2, async_save=False)
     try:

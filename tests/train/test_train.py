@@ -14,6 +14,7 @@ import pytest
 import codemix.registry  # noqa: F401  (registers the configurables a gin file may name)
 from codemix import config as cm_config
 from codemix.data.pipeline import make_train_iterator
+from codemix.data.readers import DataError
 from codemix.main import main
 from codemix.model import decoder
 from codemix.model.config import ModelConfig
@@ -41,12 +42,13 @@ def test_loss_falls_on_real_text(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [35, 40]
 
-    # Resuming with another number of processes is refused with the fix named:
-    # each process's data-iterator state belongs to that process.
-    other = make_train_iterator("local_text", sequence_length=64, batch_size=8, seed=0,
+    # Resuming with another number of processes is allowed (the data position is
+    # global); resuming with another data seed is refused with what differs named.
+    other = make_train_iterator("local_text", sequence_length=64, batch_size=8, seed=1,
                                 process_index=0, process_count=2)
     ckpt = checkpointing.Checkpointer(str(tmp_path), 5, 2, async_save=False)
-    with pytest.raises(ValueError, match="written by 1 processes.*relaunch with 1"):
+    with pytest.raises(DataError, match="data position in .*checkpoints/40/data was taken with data seed 0, "
+                                        "this run has 1"):
         ckpt.restore(40, {}, {}, other)
     ckpt.close()
 
