@@ -436,17 +436,25 @@ def _cache_roots(names: Sequence[str], cache_dir: str | None, vocab: seqio.Vocab
     return roots
 
 
-def _corpus_counts(names: Sequence[str], split: str) -> dict:
-    """Per family task: its split's document count and corpus fingerprint."""
-    from codemix.data import corpora, corpus, tasks
+def _corpus_counts(names: Sequence[str], split: str, roots: Sequence[str | None]) -> dict:
+    """Per family task: its split's document count (after its source filter)
+    and corpus fingerprint. From the cache's shard list where it is cached,
+    else the corpus stats, and for a filtered task (text_hq) by counting."""
+    from codemix.data import cache, corpora, corpus, tasks
 
     options = corpus.CorpusOptions()
     out = {}
-    for name in names:
-        if name in tasks.TASKS:
-            family = tasks.TASKS[name].family
-            out[name] = {"documents": int(corpora.stats(family, options)["documents"].get(split, 0)),
-                         "fingerprint": options.fingerprint(family)}
+    for name, root in zip(names, roots):
+        if name not in tasks.TASKS:
+            continue
+        family = tasks.TASKS[name].family
+        if root is not None:
+            documents = cache.check_shards(root, name, split)["documents"]
+        elif tasks.TASKS[name].source_regex:
+            documents = tasks.family_texts(name, split).reduce(np.int64(0), lambda n, _: n + 1).numpy()
+        else:
+            documents = corpora.stats(family, options)["documents"].get(split, 0)
+        out[name] = {"documents": int(documents), "fingerprint": options.fingerprint(family)}
     return out
 
 
@@ -532,7 +540,9 @@ def make_train_iterator(
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     names, schedule = resolve_schedule(mixture)
-    counts = _corpus_counts(names, split)
+    vocab = _shared_vocabulary(names)
+    roots = _cache_roots(names, cache_dir, vocab, split)
+    counts = _corpus_counts(names, split, roots)
     if lanes is None:
         lanes = default_lanes(batch_size, min((c["documents"] for c in counts.values()), default=None))
     lanes = int(lanes)
@@ -549,8 +559,6 @@ def make_train_iterator(
     per_process = lanes // process_count
     own = list(range(process_index * per_process, (process_index + 1) * per_process))
     rates = schedule[0][1]
-    vocab = _shared_vocabulary(names)
-    roots = _cache_roots(names, cache_dir, vocab, split)
     _check_enough_documents(counts, split, lanes)
 
     def lane_dataset(lane: int) -> tf.data.Dataset:

@@ -24,17 +24,22 @@ def _free_port() -> int:
 
 
 def _run_processes(workdir, processes: int, devices_per_process: int) -> None:
+    """Train in `processes` processes; their output goes to files (a full pipe
+    would stall one process, and with it the others' collectives)."""
     port = _free_port()
     procs = []
     for pid in range(processes):
         args = ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", str(processes),
                 "--process_id", str(pid), "--cpu_collectives", "gloo"]
-        procs.append(subprocess.Popen(train_cmd(workdir, PARAMS, args), cwd=REPO,
-                                      env=env(devices=devices_per_process),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=400)
-        assert p.returncode == 0, err[-4000:]
+        log = open(f"{workdir}.process_{pid}.log", "w")  # noqa: SIM115  (closed below)
+        procs.append((subprocess.Popen(train_cmd(workdir, PARAMS, args), cwd=REPO,
+                                       env=env(devices=devices_per_process),
+                                       stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    for p, log in procs:
+        p.wait(timeout=400)
+        log.close()
+        with open(log.name) as f:
+            assert p.returncode == 0, f.read()[-4000:]
 
 
 @pytest.fixture(scope="module")
