@@ -184,7 +184,7 @@ def cached_documents(root: str, name: str, split: str, shard_info, eos_id: int) 
         return {"targets": tf.concat([tf.cast(ids, tf.int32), tf.constant([eos_id], tf.int32)], axis=0)}
 
     ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1, deterministic=True)
+        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1)  # sequential: round-robin
     return ds.map(parse)
 
 
