@@ -147,9 +147,10 @@ def decision_table(data: ExperimentData, target: str, runs: pd.DataFrame | None 
     runs = ladder_runs(data) if runs is None else runs
     f = finished(runs)
     order = rungs(runs)
-    done = [r for r in order if r in set(f["rung"])]
+    # The reference: the most compute among rungs with two or more mixtures finished (one mixture has no pairs).
+    done = [r for r in order if f[f["rung"] == r]["mixture"].nunique() >= 2]
     if not done:
-        raise LawError("no rung of the ladder has a finished run.")
+        raise LawError("no rung of the ladder has two mixtures finished; decision accuracy needs pairs to rank.")
     top = done[-1]
     table, note = _examples(data, f, target)
     sense = le.default_sense(target)
@@ -169,7 +170,9 @@ def decision_table(data: ExperimentData, target: str, runs: pd.DataFrame | None 
                      "missing": ("all runs" if not have else ", ".join(lacking)) if lacking else ""})
     if law is not None:
         rows.append(_backtest_row(law, f, top, target, data, min(resamples, 100)))
-    return pd.DataFrame(rows), f"reference: {top}; {note}"
+    above = [r for r in order[order.index(top) + 1:]]
+    skipped = f" (rungs above it lack finished mixtures: {', '.join(above)})" if above else ""
+    return pd.DataFrame(rows), f"reference: {top}{skipped}; {note}"
 
 
 def _backtest_row(law: sl.ScaleLaw, f: pd.DataFrame, top: str, target: str, data: ExperimentData,
