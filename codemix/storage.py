@@ -50,23 +50,29 @@ def configure() -> None:
     """Environment defaults for gs:// (a value the user set is kept)."""
     os.environ.setdefault("EPATH_USE_TF", "false")
     logging.getLogger("fsspec.caching").setLevel(logging.WARNING)  # a line per file read otherwise
+    # gcsfs caches folder listings for good, so a file another host wrote (a lineage, a checkpoint)
+    # would stay invisible to `exists`; every host asks the bucket instead.
+    os.environ.setdefault("FSSPEC_GCS_USE_LISTINGS_CACHE", "false")
+    options = {"use_listings_cache": False}
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if not emulator:
-        return
-    url = emulator if "://" in emulator else f"http://{emulator}"
-    defaults = {
-        # gcsfs asks a gRPC control API for each bucket's layout; an emulator has none (60 s timeouts)
-        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-        "TENSORSTORE_GCS_HTTP_URL": url,
-        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorStore: no credential lookup
-        "FSSPEC_GCS_TOKEN": "anon",  # gcsfs: no credential lookup (read when fsspec is imported)
-    }
+    defaults = {}
+    if emulator:
+        url = emulator if "://" in emulator else f"http://{emulator}"
+        defaults = {
+            # gcsfs asks a gRPC control API for each bucket's layout; an emulator has none (60 s timeouts)
+            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+            "TENSORSTORE_GCS_HTTP_URL": url,
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorStore: no credential lookup
+            "FSSPEC_GCS_TOKEN": "anon",  # gcsfs: no credential lookup (read when fsspec is imported)
+        }
+        options["token"] = os.environ.get("FSSPEC_GCS_TOKEN", "anon")
     for k, v in defaults.items():
         os.environ.setdefault(k, v)
     if "fsspec" in sys.modules:  # imported already: its config no longer reads the environment
         import fsspec.config
 
-        fsspec.config.conf.setdefault("gcs", {}).setdefault("token", os.environ["FSSPEC_GCS_TOKEN"])
+        for k, v in options.items():
+            fsspec.config.conf.setdefault("gcs", {}).setdefault(k, v)
 
 
 def is_url(path) -> bool:

@@ -233,3 +233,19 @@ def test_eval_reads_a_run_in_a_bucket_and_writes_its_results_there(gcs, tmp_path
     assert json.loads(epath.Path(f"{out}.parts/copa.json").read_text())["ids"] == ["0", "1"]
     assert (gcs.root / "bucket" / "exp" / "runs" / "r" / "eval" / "copa.json").is_file()
     _no_gs_folder(tmp_path, REPO, Path.cwd())
+
+
+def test_a_file_another_host_writes_is_seen_at_once(gcs):
+    # gcsfs would answer `exists` from a folder listing cached before the other host wrote
+    import gcsfs
+
+    from codemix import storage
+
+    folder = storage.path("gs://bucket/exp/runs/a")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text("{}\n")
+    assert [p.name for p in folder.iterdir()] == ["metrics.jsonl"]  # listed: cached if caching were on
+    other_host = gcsfs.GCSFileSystem(skip_instance_cache=True, token="anon")
+    other_host.pipe("bucket/exp/runs/a/lineage.json", b'{"status": "finished"}')
+    assert (folder / "lineage.json").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["lineage.json", "metrics.jsonl"]
