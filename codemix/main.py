@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     from codemix.errors import ConfigError
 
     try:
-        return int(module.run(args) or 0)
+        rc = int(module.run(args) or 0)
     except ConfigError as e:
         print(f"codemix: {e}", file=sys.stderr)
         return 2
@@ -256,6 +256,10 @@ def main(argv=None) -> int:
         message = re.sub(r"\n\s*In call to configurable .*\Z", "", str(e), flags=re.DOTALL)
         print(f"codemix: error: {message}", file=sys.stderr)
         return 2
+    distributed = sys.modules.get("codemix.train.distributed")
+    if distributed is not None:
+        distributed.leave_distributed(rc)  # returns only if this process joined no job
+    return rc
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ def add_distributed_arguments(p):
                    help="CPU collectives implementation for multi-process CPU runs (gloo).")
 
 
+JOINED = False  # set once this process has joined a jax.distributed job
+
+
 def init_distributed(args) -> None:
     import jax
 
@@ -35,3 +38,31 @@ def init_distributed(args) -> None:
         )
     elif args.distributed:
         jax.distributed.initialize()
+    else:
+        return
+    global JOINED
+    JOINED = True
+
+
+def leave_distributed(rc: int) -> None:
+    """Ends a process that joined a multi-process job, once its command has returned.
+
+    Every process leaves through `jax.distributed.shutdown()` (a barrier, so the coordinator
+    on process 0 outlives the others), then exits without the interpreter's teardown: a
+    TensorFlow data iterator finalized at exit was seen to hang a process after training had
+    finished and checkpointed. Output streams and logging are flushed first.
+    """
+    if not JOINED:
+        return
+    import logging
+    import os
+    import sys
+
+    import jax
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if rc == 0:  # a failed process may have left the others; don't wait on a barrier then
+        jax.distributed.shutdown()
+    os._exit(rc)
