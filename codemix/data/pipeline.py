@@ -572,7 +572,12 @@ def make_train_iterator(
         else:
             pattern = _lane_pattern(schedule, batch_size, pattern_length, lane, rows)
             ds = tf.data.Dataset.choose_from_datasets(streams, pattern, stop_on_empty_dataset=False)
-        return ds.batch(rows, drop_remainder=True).prefetch(2)
+        # No tf.data autotuning (nothing here is tuned: no parallel maps, a fixed prefetch): its
+        # model thread re-optimises a graph this large (lanes x tasks) for tens of seconds, and
+        # an iterator's deletion waits for the round in flight (seen: 40-110 s per run).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return ds.batch(rows, drop_remainder=True).prefetch(2).with_options(options)
 
     logging.getLogger(__name__).info("data: %s -> %s with rates %s; lanes %s of %d", mixture, names,
                                      [round(r, 4) for r in rates], own, lanes)

@@ -118,6 +118,9 @@ def run_loop(s: RunSetup, workdir: str, clock: PhaseClock, *, log_every: int, ch
                 # its compilation is taken out below, with the interval's other compiles
                 interval_eval += (time.perf_counter() - t_eval) - (clock.compile_seconds() - c_eval)
             if step % log_every == 0 or step == train_steps or stopping:  # a stop logs the steps since the last line
+                # Steps run ahead of the host: wait for this one, so the interval holds its steps'
+                # execution (the line reads its values next anyway) and not only their dispatch.
+                jax.block_until_ready(step_metrics)
                 now, compiled = time.perf_counter(), clock.compile_seconds()
                 # Throughput counts train steps only, not the held-out evaluation or compiling.
                 line, got = metrics.record(step, step - last_step,
